@@ -1,0 +1,67 @@
+"""The FastAPI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+
+from api import errors
+from api.middleware import RequestContextMiddleware
+from api.routes import audit, communities, contacts, health, organizations, tokens, users
+from campaigns.db import make_engine, make_sessionmaker
+from campaigns.logging import configure_logging, get_logger
+from campaigns.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.check_production()
+    configure_logging(settings)
+    engine = engine or make_engine(settings.effective_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("api.started", embedded=settings.is_embedded, simulator=settings.uses_simulator)
+        yield
+        if app.state.redis is not None:
+            app.state.redis.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title="Faro API",
+        version="1",
+        summary="Trustworthy information on safe, regular migration, over WhatsApp and SMS.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.redis = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+    errors.install(app)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests racing for the same unique value: the loser gets a clear 409.
+        return errors.error_response(
+            request, 409, "conflict", "conflicts with an existing object (a unique value is taken)"
+        )
+
+    for module in (health, organizations, users, tokens, communities, contacts, audit):
+        app.include_router(module.router)
+
+    app.add_middleware(
+        RequestContextMiddleware,
+        limits=[("/v1/contacts/import", settings.max_import_bytes)],
+        default_limit=settings.max_json_bytes,
+    )
+    return app

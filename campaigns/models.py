@@ -1,0 +1,22 @@
+"""Every table, imported in one place so Alembic and the tests see the whole schema."""
+
+from campaigns.audit import AuditEvent
+from campaigns.communities import Community
+from campaigns.contacts.models import ConsentEvent, Contact, ContactCommunity
+from campaigns.db import Base
+from campaigns.messaging.models import Message, MessageStatusEvent
+from campaigns.organizations.models import ApiToken, Organization, User
+
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "Base",
+    "Community",
+    "ConsentEvent",
+    "Contact",
+    "ContactCommunity",
+    "Message",
+    "MessageStatusEvent",
+    "Organization",
+    "User",
+]
