@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
     settings = settings or get_settings()
     settings.check_production()
     configure_logging(settings)
+    owns_engine = engine is None
     engine = engine or make_engine(settings.effective_database_url)
 
     @asynccontextmanager
@@ -34,7 +35,8 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
         yield
         if app.state.redis is not None:
             app.state.redis.close()
-        engine.dispose()
+        if owns_engine:
+            engine.dispose()
 
     app = FastAPI(
         title="Faro API",

@@ -1,0 +1,201 @@
+"""The ``faro`` command line.  Every write it makes is audit-logged as done ``via="cli"``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaigns.audit import Actor, set_actor
+from campaigns.crypto import AddressCipher
+from campaigns.db import make_engine, make_sessionmaker
+from campaigns.errors import FaroError
+from campaigns.logging import configure_logging
+from campaigns.organizations.models import Organization, Role, User
+from campaigns.settings import Settings, get_settings
+
+app = typer.Typer(help="Faro: migration information over WhatsApp and SMS.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Organizations and administrators.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.add_typer(token_app, name="token")
+app.add_typer(demo_app, name="demo")
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    settings.check_production()
+    configure_logging(settings)
+    return settings
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    session = make_sessionmaker(engine)()
+    set_actor(session, Actor(user_id=None, organization_id=None, via="cli"))
+    try:
+        yield session
+        session.commit()
+    except FaroError as exc:
+        session.rollback()
+        typer.secho(f"error: {exc.message}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+        engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from campaigns.embedded import upgrade_database
+
+    settings = _settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.effective_database_url, revision)
+    typer.echo("database is up to date")
+
+
+@admin_app.command("create")
+def admin_create(
+    organization: Annotated[str, typer.Option(help="Organization name; created if new")],
+    email: Annotated[str, typer.Option(help="The administrator's email")],
+    country: Annotated[str, typer.Option(help="ISO country of a new organization")] = "MX",
+    kind: Annotated[str, typer.Option(help="migration_authority|municipality|ngo")] = "ngo",
+    operator: Annotated[bool, typer.Option(help="May create other organizations")] = False,
+    days: Annotated[int, typer.Option(help="Token lifetime in days")] = 90,
+) -> None:
+    """Create an administrator (and the organization if new) and print a token, once."""
+    from campaigns.organizations.service import create_organization, create_user, issue_token
+
+    settings = _settings()
+    with _session(settings) as session:
+        org = session.scalar(select(Organization).where(Organization.name == organization))
+        if org is None:
+            org = create_organization(session, name=organization, country=country, kind=kind)
+        user = create_user(
+            session, organization_id=org.id, email=email, role=Role.admin, is_operator=operator
+        )
+        _, secret = issue_token(session, user=user, name="cli", days=days)
+    typer.echo(f"organization {org.id} · admin {user.id}")
+    typer.echo(f"token (shown once): {secret}")
+
+
+@token_app.command("create")
+def token_create(
+    email: Annotated[str, typer.Option(help="The user's email")],
+    days: Annotated[int, typer.Option(help="Lifetime in days")] = 90,
+    name: Annotated[str, typer.Option(help="A label for the token")] = "cli",
+) -> None:
+    """Issue a new token for a user and print it, once."""
+    from campaigns.organizations.service import issue_token
+
+    settings = _settings()
+    with _session(settings) as session:
+        user = session.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            typer.secho(f"error: no user with email {email}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=2)
+        _, secret = issue_token(session, user=user, name=name, days=days)
+    typer.echo(f"token (shown once): {secret}")
+
+
+def _seed(settings: Settings) -> str | None:
+    from campaigns.demo import seed
+
+    with _session(settings) as session:
+        result = seed(session, cipher=AddressCipher.from_settings(settings))
+    if result.admin_token:
+        path = settings.var_dir / "demo-token.txt"
+        path.write_text(result.admin_token + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    typer.echo(
+        f"demo: {result.organizations} organizations, {result.communities} communities, "
+        f"{result.users} users, {result.contacts} simulated contacts added"
+    )
+    return result.admin_token
+
+
+@demo_app.command("seed")
+def demo_seed() -> None:
+    """Load the demo organizations, communities and simulated contacts from data/demo."""
+    settings = _settings()
+    if settings.env == "production":
+        typer.secho("error: no demo data in production", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2)
+    _seed(settings)
+    typer.echo(f"demo admin token written to {settings.var_dir / 'demo-token.txt'}")
+
+
+@app.command("run")
+def run(
+    host: Annotated[str | None, typer.Option(help="Listen address (FARO_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (FARO_PORT)")] = None,
+    seed_demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo")] = True,
+) -> None:
+    """Run Faro.  With no configuration: SQLite and an embedded Redis under var/, the demo."""
+    import uvicorn
+
+    from campaigns.embedded import prepare_environment, upgrade_database
+
+    settings = _settings()
+    redis = prepare_environment(settings)
+    get_settings.cache_clear()  # re-read: the embedded Redis URL is now in the environment
+    settings = get_settings()
+    try:
+        upgrade_database(settings.effective_database_url)
+        if seed_demo and settings.env != "production":
+            with _session(settings) as session:
+                empty = not session.scalar(select(func.count()).select_from(Organization))
+            if empty:
+                _seed(settings)
+        listen_host = host or settings.host
+        listen_port = port or settings.port
+        typer.echo(f"Faro is running on http://{listen_host}:{listen_port}  (API docs: /docs)")
+        if (settings.var_dir / "demo-token.txt").exists():
+            typer.echo(f"Demo admin token: {settings.var_dir / 'demo-token.txt'}")
+        # Uvicorn re-raises the stop signal after its graceful shutdown; end cleanly instead,
+        # so the embedded Redis below is always stopped.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        signal.signal(signal.SIGINT, _exit_cleanly)
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=listen_host,
+            port=listen_port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        )
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    finally:
+        if redis is not None:
+            redis.close()
+        typer.echo("Faro stopped")
+        sys.stdout.flush()
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,72 @@
+"""The faro command line, on a fresh SQLite database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from campaigns.audit import AuditEvent
+from campaigns.cli import app
+from campaigns.contacts.models import Contact
+from campaigns.db import make_engine, make_sessionmaker
+from campaigns.settings import get_settings
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("FARO_DATABASE_URL", url)
+    monkeypatch.setenv("FARO_VAR_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def test_upgrade_admin_token_and_demo(sqlite_env: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+
+    made = runner.invoke(
+        app,
+        [
+            "admin",
+            "create",
+            "--organization",
+            "INM demo",
+            "--email",
+            "Ana@Example.org",
+            "--country",
+            "MX",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    assert "token (shown once): faro_" in made.output
+
+    token = runner.invoke(app, ["token", "create", "--email", "ana@example.org", "--days", "7"])
+    assert token.exit_code == 0 and "faro_" in token.output
+    unknown = runner.invoke(app, ["token", "create", "--email", "nobody@example.org"])
+    assert unknown.exit_code == 2 and "no user" in unknown.output
+
+    twice = runner.invoke(
+        app, ["admin", "create", "--organization", "INM demo", "--email", "ana@example.org"]
+    )
+    assert twice.exit_code == 2 and "exists already" in twice.output
+
+    first = runner.invoke(app, ["demo", "seed"])
+    assert first.exit_code == 0, first.output
+    assert "90 simulated contacts added" in first.output
+    second = runner.invoke(app, ["demo", "seed"])
+    assert "0 organizations, 0 communities, 0 users, 0 simulated contacts added" in second.output
+    assert (tmp_path / "var" / "demo-token.txt").read_text().startswith("faro_")
+
+    engine = make_engine(sqlite_env)
+    with make_sessionmaker(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Contact)) == 90
+        assert all(session.scalars(select(Contact.is_simulated)))
+        vias = set(session.scalars(select(AuditEvent.via)))
+        assert vias == {"cli"}
+    engine.dispose()
