@@ -14,9 +14,20 @@ from starlette.requests import Request
 
 from api import errors
 from api.middleware import RequestContextMiddleware
-from api.routes import audit, communities, contacts, health, organizations, tokens, users
+from api.routes import (
+    audit,
+    communities,
+    contacts,
+    health,
+    organizations,
+    senders,
+    tokens,
+    users,
+    webhooks,
+)
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.logging import configure_logging, get_logger
+from campaigns.outbox import install_publisher
 from campaigns.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -48,6 +59,11 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.redis = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    if settings.redis_url:
+        # Tasks asked for during a request are published to Celery after the commit.
+        from workers.celery_app import celery_publisher, make_celery
+
+        install_publisher(celery_publisher(make_celery(settings)))
 
     errors.install(app)
 
@@ -58,12 +74,25 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
             request, 409, "conflict", "conflicts with an existing object (a unique value is taken)"
         )
 
-    for module in (health, organizations, users, tokens, communities, contacts, audit):
+    for module in (
+        health,
+        organizations,
+        users,
+        tokens,
+        communities,
+        contacts,
+        senders,
+        audit,
+        webhooks,
+    ):
         app.include_router(module.router)
 
     app.add_middleware(
         RequestContextMiddleware,
-        limits=[("/v1/contacts/import", settings.max_import_bytes)],
+        limits=[
+            ("/v1/contacts/import", settings.max_import_bytes),
+            ("/webhooks/", settings.max_webhook_bytes),
+        ],
         default_limit=settings.max_json_bytes,
     )
     return app

@@ -4,7 +4,7 @@ from campaigns.audit import AuditEvent
 from campaigns.communities import Community
 from campaigns.contacts.models import ConsentEvent, Contact, ContactCommunity
 from campaigns.db import Base
-from campaigns.messaging.models import Message, MessageStatusEvent
+from campaigns.messaging.models import Message, MessageStatusEvent, Sender
 from campaigns.organizations.models import ApiToken, Organization, User
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "Message",
     "MessageStatusEvent",
     "Organization",
+    "Sender",
     "User",
 ]

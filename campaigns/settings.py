@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     token_default_days: int = Field(default=90, ge=1, le=3650)
     max_json_bytes: int = Field(default=1_000_000, ge=1_000)
     max_import_bytes: int = Field(default=50_000_000, ge=1_000)
+    max_webhook_bytes: int = Field(default=64_000, ge=1_000)
     max_import_rows: int = Field(default=500_000, ge=1)
     page_size_max: int = Field(default=500, ge=1)
 

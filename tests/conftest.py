@@ -23,6 +23,7 @@ from api.deps import get_session
 from campaigns.crypto import AddressCipher
 from campaigns.db import make_engine
 from campaigns.embedded import upgrade_database
+from campaigns.outbox import Job, install_publisher
 from campaigns.settings import Settings
 
 PG_ADMIN_URL = os.environ.get(
@@ -108,9 +109,23 @@ def cipher(settings: Settings) -> AddressCipher:
 
 
 @pytest.fixture
+def jobs() -> Iterator[list[Job]]:
+    """Tasks published after commit, recorded instead of sent to a broker.
+
+    Installed after the app (which installs Celery's publisher), so a test sees exactly what
+    its requests asked the workers to do.
+    """
+    published: list[Job] = []
+    install_publisher(published.append)
+    yield published
+    install_publisher(None)
+
+
+@pytest.fixture
 def client(settings: Settings, engine: Engine, connection: Connection) -> Iterator[TestClient]:
     """The real app; each request gets its own session inside the test's transaction."""
     app = create_app(settings, engine=engine)
+    install_publisher(None)  # nothing reaches a broker unless a test records it (``jobs``)
 
     def session_in_test_transaction() -> Iterator[Session]:
         session = _session_on(connection)

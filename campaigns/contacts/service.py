@@ -281,20 +281,29 @@ def reveal_address(session: Session, *, cipher: AddressCipher, contact: Contact)
     return cipher.decrypt(contact.address_ciphertext)
 
 
-def erase_contact(session: Session, *, contact: Contact, now: dt.datetime | None = None) -> Contact:
+def erase_contact(
+    session: Session,
+    *,
+    contact: Contact,
+    now: dt.datetime | None = None,
+    keep_address: bool = False,
+) -> Contact:
     """Forget the person: number, profile name and message bodies go; anonymous counts stay.
 
     Idempotent.  The contact row stays (erased, without address) so counts remain right.
+    ``keep_address`` erases everything but the number, for the moment between a person's
+    BORRAR and the confirmation leaving (the sender completes the erasure).
     """
     if contact.erased:
         return contact
     now = now or utcnow()
-    contact.address_ciphertext = None
-    contact.address_hash = None
     contact.profile_name_ciphertext = None
-    contact.erased = True
-    contact.erased_at = now
     contact.updated_at = now
+    if not keep_address:
+        contact.address_ciphertext = None
+        contact.address_hash = None
+        contact.erased = True
+        contact.erased_at = now
     session.execute(
         update(Message)
         .where(Message.contact_id == contact.id, Message.body.is_not(None))

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 from campaigns.communities import Community
 from campaigns.contacts.models import Contact, ContactCommunity
 from campaigns.crypto import AddressCipher
+from campaigns.messaging.models import Sender
+from campaigns.messaging.senders import create_sender
 from campaigns.organizations.models import ApiToken, Organization, Role, User
 from tests.factories import (
     auth,
@@ -68,6 +70,10 @@ ATTACKS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/contacts/{contact_id}/erase"): {},
     ("POST", "/v1/contacts/{contact_id}/reveal"): {},
     ("GET", "/v1/audit-events"): {},
+    ("GET", "/v1/senders"): {},
+    ("POST", "/v1/senders"): {"json": {"channel": "whatsapp", "address": "{sender_address}"}},
+    ("GET", "/v1/senders/{sender_id}"): {},
+    ("PATCH", "/v1/senders/{sender_id}"): {"json": {"rate_per_second": 1}},
 }
 
 
@@ -86,7 +92,7 @@ def _fill(value: Any, ids: dict[str, Any]) -> Any:
 def _snapshot(db: Session, org_id: int) -> list[Any]:
     db.expire_all()
     rows: list[Any] = []
-    for model in (Organization, User, ApiToken, Community, Contact):
+    for model in (Organization, User, ApiToken, Community, Contact, Sender):
         stmt = select(model)
         if model is Organization:
             stmt = stmt.where(Organization.id == org_id)
@@ -127,6 +133,9 @@ def test_another_organization_can_neither_see_nor_change_anything(
     make_token(db, user=admin_a)
     token_a = db.scalars(select(ApiToken).where(ApiToken.user_id == admin_a.id)).one()
     community_a = make_community(db, org=org_a, name="Pueblo Zeta")
+    sender_a = create_sender(
+        db, organization_id=org_a.id, channel="whatsapp", address="+14155238886"
+    )
     phone_a = random_mobile()
     contact_a = make_contact(db, org=org_a, cipher=cipher, phone=phone_a, communities=[community_a])
 
@@ -142,6 +151,8 @@ def test_another_organization_can_neither_see_nor_change_anything(
         "community_id": community_a.id,
         "community_name": community_a.name,
         "contact_id": contact_a.id,
+        "sender_id": sender_a.id,
+        "sender_address": sender_a.address,
         "phone": phone_a,
         "new_phone": random_mobile(),
     }

@@ -1,0 +1,298 @@
+"""Sending: claim pending rows, re-check them, submit concurrently, record what happened.
+
+``send_batch`` is what the ``messages.send`` task runs, for one id or a batch:
+
+1. **Claim** — one ``UPDATE … SET status='submitting' WHERE id IN (…) AND status='pending'
+   RETURNING id``, committed before any network call.  Only rows this call moved are sent, so
+   a redelivered or duplicated task finds nothing to do: no message is sent twice.
+2. **Re-check** each claimed message at send time: the contact not erased; campaign messages
+   only to contacts who opted in; WhatsApp free text only inside the 24-hour window since the
+   contact last wrote (outside it the message's approved template goes instead, or the message
+   fails with 63016 without calling Twilio).
+3. **Submit** concurrently (asyncio), each after taking a token from its sender's rate limit
+   (shared by every worker through Redis).
+4. **Record** every outcome in one transaction: accepted → Twilio's SID and status (never
+   moving a status backwards if a callback got there first); temporary failure → back to
+   ``pending`` and re-published with exponential backoff and jitter, honouring
+   ``Retry-After``; permanent failure → ``failed`` with Twilio's code (21610 also opts the
+   contact out).  An erasure confirmation erases the contact once it has left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns.contacts.models import ConsentSource, ConsentState, Contact
+from campaigns.contacts.service import erase_contact, set_consent
+from campaigns.crypto import AddressCipher
+from campaigns.db import utcnow
+from campaigns.logging import get_logger
+from campaigns.messaging.models import Message, MessageStatus, Purpose, Sender
+from campaigns.messaging.ratelimit import RateLimiter
+from campaigns.messaging.twilio_gateway import (
+    OUTSIDE_WINDOW,
+    UNSUBSCRIBED,
+    Gateway,
+    OutboundRequest,
+    SubmitResult,
+)
+from campaigns.outbox import publish_after_commit
+
+log = get_logger(__name__)
+
+WHATSAPP_WINDOW = dt.timedelta(hours=24)
+MAX_ATTEMPTS = 8
+CONCURRENCY = 64
+# Faro's own codes for messages it refused to send (Twilio's codes are 5 digits).
+REFUSED_ERASED = 1
+REFUSED_NO_CONSENT = 2
+REFUSED_GAVE_UP = 3
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    accepted: int = 0
+    simulated: int = 0
+    retried: int = 0
+    failed: int = 0
+    refused: int = 0
+    skipped_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    message: Message
+    contact: Contact | None
+    sender: Sender | None
+    request: OutboundRequest | None = None
+    refused_code: int | None = None
+    result: SubmitResult | None = None
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """Full-jitter exponential backoff (2 s … 5 min), never sooner than ``Retry-After``."""
+    ceiling = min(300.0, 2.0 * 2 ** max(0, attempt - 1))
+    delay = random.uniform(ceiling / 2, ceiling)
+    return max(delay, retry_after or 0.0)
+
+
+def _claim(session: Session, ids: Sequence[int], now: dt.datetime) -> list[int]:
+    rows = session.execute(
+        update(Message)
+        .where(Message.id.in_(list(ids)), Message.status == MessageStatus.pending)
+        .values(
+            status=MessageStatus.submitting,
+            status_rank=MessageStatus.submitting.rank,
+            attempts=Message.attempts + 1,
+            submitted_at=now,
+            updated_at=now,
+        )
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+    return [r[0] for r in rows]
+
+
+def _prepare(item: _Item, *, cipher: AddressCipher, public_url: str, now: dt.datetime) -> None:
+    message, contact, sender = item.message, item.contact, item.sender
+    if contact is None or contact.erased or contact.address_ciphertext is None or sender is None:
+        item.refused_code = REFUSED_ERASED
+        return
+    if message.purpose == Purpose.campaign and contact.consent != ConsentState.opted_in:
+        item.refused_code = REFUSED_NO_CONSENT
+        return
+    body, content_sid = message.body, message.content_sid
+    if message.channel.value == "whatsapp":
+        inside = (
+            contact.last_inbound_at is not None and now - contact.last_inbound_at < WHATSAPP_WINDOW
+        )
+        if inside and body:
+            content_sid = None  # free text is allowed and reads better than a template
+        elif content_sid is None:
+            item.refused_code = OUTSIDE_WINDOW  # Twilio would reject it with 63016
+            return
+    elif body:
+        content_sid = None  # SMS: the text itself; a Content template only when there is none
+    item.request = OutboundRequest(
+        message_id=message.id,
+        to=cipher.decrypt(contact.address_ciphertext),
+        channel=message.channel.value,
+        from_address=sender.address,
+        messaging_service_sid=sender.messaging_service_sid,
+        body=body,
+        content_sid=content_sid,
+        content_variables=message.content_variables if content_sid else None,
+        status_callback=f"{public_url}/webhooks/twilio/status?m={message.id}",
+        validity_period=14400 if message.purpose == Purpose.campaign else 3600,
+    )
+
+
+async def send_batch(
+    *,
+    factory: sessionmaker[Session],
+    gateway: Gateway,
+    simulator: Gateway,
+    limiter: RateLimiter | None,
+    cipher: AddressCipher,
+    public_url: str,
+    message_ids: Sequence[int],
+    now: dt.datetime | None = None,
+) -> DispatchReport:
+    report = DispatchReport()
+    now = now or utcnow()
+    with factory() as session, session.begin():
+        claimed = _claim(session, message_ids, now)
+    report.claimed = len(claimed)
+    report.skipped_ids = sorted(set(message_ids) - set(claimed))
+    if not claimed:
+        return report
+
+    with factory() as session:
+        rows = session.execute(
+            select(Message, Contact, Sender)
+            .outerjoin(Contact, Contact.id == Message.contact_id)
+            .outerjoin(Sender, Sender.id == Message.sender_id)
+            .where(Message.id.in_(claimed))
+        ).all()
+        items = [_Item(message=m, contact=c, sender=s) for m, c, s in rows]
+        session.expunge_all()
+    for item in items:
+        _prepare(item, cipher=cipher, public_url=public_url, now=now)
+
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def submit(item: _Item) -> None:
+        assert item.request is not None and item.sender is not None
+        simulated = (
+            gateway.simulated
+            or item.sender.is_simulated
+            or (item.contact is not None and item.contact.is_simulated)
+        )
+        async with semaphore:
+            if simulated:
+                item.result = await simulator.submit(item.request)
+                return
+            if limiter is not None:
+                await limiter.acquire(f"sender:{item.sender.id}", rate=item.sender.rate_per_second)
+            item.result = await gateway.submit(item.request)
+
+    await asyncio.gather(*(submit(i) for i in items if i.request is not None))
+
+    with factory() as session, session.begin():
+        for item in items:
+            _record(session, item, report, now)
+    log.info(
+        "messages.dispatched",
+        claimed=report.claimed,
+        accepted=report.accepted,
+        simulated=report.simulated,
+        retried=report.retried,
+        failed=report.failed,
+        refused=report.refused,
+    )
+    return report
+
+
+def _set_status(
+    session: Session,
+    message_id: int,
+    status: MessageStatus,
+    *,
+    sid: str | None = None,
+    error_code: int | None = None,
+    segments: int | None = None,
+    now: dt.datetime,
+) -> None:
+    """Move forward only: a status callback may have arrived before this write."""
+    values: dict[str, object] = {
+        "status": case((Message.status_rank < status.rank, status), else_=Message.status),
+        "status_rank": case(
+            (Message.status_rank < status.rank, status.rank), else_=Message.status_rank
+        ),
+        "updated_at": now,
+    }
+    if sid is not None:
+        values["twilio_sid"] = sid
+    if error_code is not None:
+        values["error_code"] = error_code
+    if segments is not None:
+        values["segments"] = segments
+    if status == MessageStatus.simulated:
+        values["simulated"] = True
+    session.execute(
+        update(Message)
+        .where(Message.id == message_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _record(session: Session, item: _Item, report: DispatchReport, now: dt.datetime) -> None:
+    message = item.message
+    finished = False
+    if item.refused_code is not None:
+        _set_status(
+            session, message.id, MessageStatus.failed, error_code=item.refused_code, now=now
+        )
+        report.refused += 1
+        finished = True
+    elif item.result is not None and item.result.ok:
+        status = (
+            MessageStatus.simulated
+            if item.result.status == "simulated"
+            else MessageStatus(item.result.status or "queued")
+        )
+        _set_status(
+            session, message.id, status, sid=item.result.sid, segments=item.result.segments, now=now
+        )
+        if status == MessageStatus.simulated:
+            report.simulated += 1
+        else:
+            report.accepted += 1
+        finished = True
+    elif item.result is not None and item.result.temporary and message.attempts < MAX_ATTEMPTS:
+        session.execute(
+            update(Message)
+            .where(Message.id == message.id, Message.status == MessageStatus.submitting)
+            .values(
+                status=MessageStatus.pending,
+                status_rank=MessageStatus.pending.rank,
+                error_code=item.result.error_code,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        delay = backoff_seconds(message.attempts, item.result.retry_after)
+        queue = (message.purpose or Purpose.reply).queue
+        publish_after_commit(session, "messages.send", [message.id], queue=queue, countdown=delay)
+        report.retried += 1
+    else:
+        code = item.result.error_code if item.result else None
+        if item.result is not None and item.result.temporary:
+            code = code or REFUSED_GAVE_UP
+        _set_status(session, message.id, MessageStatus.failed, error_code=code, now=now)
+        report.failed += 1
+        finished = True
+        if code == UNSUBSCRIBED and item.contact is not None:
+            contact = session.get(Contact, item.contact.id)
+            if contact is not None:
+                set_consent(
+                    session,
+                    contact=contact,
+                    state=ConsentState.opted_out,
+                    source=ConsentSource.twilio_error,
+                    detail="21610",
+                    now=now,
+                )
+    if finished and message.then_erase and item.contact is not None:
+        contact = session.get(Contact, item.contact.id)
+        if contact is not None:
+            erase_contact(session, contact=contact, now=now)
