@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.requests import Request
 
 from api import errors
@@ -72,6 +72,16 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
         # Two requests racing for the same unique value: the loser gets a clear 409.
         return errors.error_response(
             request, 409, "conflict", "conflicts with an existing object (a unique value is taken)"
+        )
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL character, which PostgreSQL cannot store in text, or a number out of range.
+        return errors.error_response(
+            request,
+            422,
+            "invalid_input",
+            "a value cannot be stored (NUL character or out of range)",
         )
 
     for module in (

@@ -97,6 +97,8 @@ class OrgScoped:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # Statement parameters carry numbers and message bodies: keep them out of error messages.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 

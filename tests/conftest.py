@@ -25,6 +25,8 @@ from campaigns.db import make_engine
 from campaigns.embedded import upgrade_database
 from campaigns.outbox import Job, install_publisher
 from campaigns.settings import Settings
+from tests.factories import TWILIO_SID, TWILIO_TOKEN
+from tests.fakes.twilio import FakeTwilio
 
 PG_ADMIN_URL = os.environ.get(
     "FARO_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -100,25 +102,14 @@ def settings(pg_url: str, redis_url: str) -> Settings:
         redis_url=redis_url,
         public_url="https://faro.test",
         log_format="json",
+        twilio_account_sid=TWILIO_SID,
+        twilio_auth_token=TWILIO_TOKEN,
     )
 
 
 @pytest.fixture
 def cipher(settings: Settings) -> AddressCipher:
     return AddressCipher.from_settings(settings)
-
-
-@pytest.fixture
-def jobs() -> Iterator[list[Job]]:
-    """Tasks published after commit, recorded instead of sent to a broker.
-
-    Installed after the app (which installs Celery's publisher), so a test sees exactly what
-    its requests asked the workers to do.
-    """
-    published: list[Job] = []
-    install_publisher(published.append)
-    yield published
-    install_publisher(None)
 
 
 @pytest.fixture
@@ -141,3 +132,22 @@ def client(settings: Settings, engine: Engine, connection: Connection) -> Iterat
     app.dependency_overrides[get_session] = session_in_test_transaction
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def jobs(client: TestClient) -> Iterator[list[Job]]:
+    """Tasks published after commit, recorded instead of sent to a broker.
+
+    Installed after the app (which installs Celery's publisher), so a test sees exactly what
+    its requests asked the workers to do.
+    """
+    published: list[Job] = []
+    install_publisher(published.append)
+    yield published
+    install_publisher(None)
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio(account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN) as fake:
+        yield fake

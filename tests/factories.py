@@ -5,16 +5,26 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import random
+import uuid
+from typing import Any
+from urllib.parse import urlencode
 
 import phonenumbers
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
+from twilio.request_validator import RequestValidator
 
 from campaigns.communities import Community, create_community
 from campaigns.contacts.models import Contact
 from campaigns.contacts.service import create_contact
 from campaigns.crypto import AddressCipher
+from campaigns.messaging.models import Sender
+from campaigns.messaging.senders import create_sender
 from campaigns.organizations.models import Organization, Role, User
 from campaigns.organizations.service import create_organization, create_user, issue_token
+
+TWILIO_SID = "AC" + "5" * 32
+TWILIO_TOKEN = "test-auth-token-for-faro"
 
 _seq = itertools.count(1)
 _rng = random.Random(20261128)
@@ -99,4 +109,67 @@ def make_contact(
         language=language,
         community_ids=[c.id for c in communities or []],
         consent=consent,
+    )
+
+
+def make_sender(
+    db: Session,
+    *,
+    org: Organization,
+    channel: str = "whatsapp",
+    address: str = "+14155238886",
+    rate: float = 50.0,
+    simulated: bool = False,
+) -> Sender:
+    return create_sender(
+        db,
+        organization_id=org.id,
+        channel=channel,
+        address=address,
+        rate_per_second=rate,
+        is_simulated=simulated,
+    )
+
+
+def twilio_form(
+    *,
+    sender: Sender,
+    phone: str,
+    body: str = "hola",
+    sid: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The form Twilio posts for an inbound message."""
+    prefix = "whatsapp:" if sender.channel.value == "whatsapp" else ""
+    form = {
+        "MessageSid": sid or "SM" + uuid.uuid4().hex,
+        "AccountSid": TWILIO_SID,
+        "From": prefix + phone,
+        "To": prefix + sender.address,
+        "Body": body,
+        "NumMedia": "0",
+        "ApiVersion": "2010-04-01",
+    }
+    form.update(extra)
+    return form
+
+
+def signed_post(
+    client: TestClient,
+    path: str,
+    form: dict[str, str],
+    *,
+    public_url: str = "https://faro.test",
+    token: str = TWILIO_TOKEN,
+    query: str = "",
+) -> Any:
+    url = public_url + path + (f"?{query}" if query else "")
+    signature = RequestValidator(token).compute_signature(url, form)
+    return client.post(
+        path + (f"?{query}" if query else ""),
+        content=urlencode(form).encode(),
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
     )

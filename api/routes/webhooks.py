@@ -43,7 +43,11 @@ async def _verified_form(
     try:
         text = raw.decode("utf-8")
         pairs = parse_qsl(
-            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FIELDS
+            text,
+            keep_blank_values=True,
+            strict_parsing=bool(text),
+            max_num_fields=MAX_FIELDS,
+            errors="strict",
         )
     except UnicodeDecodeError as exc:
         raise InvalidInput("the form is not valid UTF-8", field="body") from exc
@@ -52,6 +56,8 @@ async def _verified_form(
     form: dict[str, str] = {}
     for key, value in pairs:
         form.setdefault(key, value)
+    if any("\x00" in k or "\x00" in v for k, v in form.items()):
+        raise InvalidInput("the form contains a NUL character", field="body")
     url = settings.public_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query

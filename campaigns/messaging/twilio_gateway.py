@@ -82,10 +82,13 @@ def _address(channel: str, number: str) -> str:
 
 
 class _HeaderKeepingClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """Keeps ``Retry-After`` of a 429, which the client's exception does not carry."""
+    """Keeps ``Retry-After`` of a 429, which the client's exception does not carry, and
+    enforces the timeout (twilio's asyncio client passes none to aiohttp: it would wait
+    forever on a hung connection)."""
 
     async def request(self, *args: Any, **kwargs: Any) -> Response:
-        response = await super().request(*args, **kwargs)
+        async with asyncio.timeout(self.timeout):
+            response = await super().request(*args, **kwargs)
         if response.status_code == 429 and response.headers:
             try:
                 _retry_after.set(float(response.headers.get("Retry-After", "")))

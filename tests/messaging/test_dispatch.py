@@ -1,0 +1,307 @@
+"""Sending through the real twilio client to the fake Twilio over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns.contacts.models import ConsentState, Contact
+from campaigns.crypto import AddressCipher
+from campaigns.messaging.dispatch import DispatchReport, send_batch
+from campaigns.messaging.models import Message, MessageStatus, Purpose, Sender
+from campaigns.messaging.outbound import queue_template, queue_text
+from campaigns.messaging.ratelimit import RateLimiter
+from campaigns.messaging.twilio_gateway import SimulatorGateway, TwilioGateway
+from campaigns.organizations.models import Organization
+from campaigns.outbox import Job, install_publisher
+from campaigns.settings import Settings
+from tests.factories import TWILIO_SID, TWILIO_TOKEN, make_contact, make_organization, make_sender
+from tests.fakes.twilio import FakeTwilio, Fault
+
+NOW = dt.datetime.now(dt.UTC)
+TEMPLATE = "HX" + "a" * 32
+
+
+@pytest.fixture
+def factory(connection: Connection) -> sessionmaker[Session]:
+    return sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+
+
+@pytest.fixture
+def published() -> Iterator[list[Job]]:
+    jobs: list[Job] = []
+    install_publisher(jobs.append)
+    yield jobs
+    install_publisher(None)
+
+
+def _send(
+    factory: sessionmaker[Session],
+    fake: FakeTwilio,
+    cipher: AddressCipher,
+    ids: list[int],
+    limiter: RateLimiter | None = None,
+) -> DispatchReport:
+    async def run() -> DispatchReport:
+        gateway = TwilioGateway(
+            account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, api_url=fake.base_url, timeout=2.0
+        )
+        try:
+            return await send_batch(
+                factory=factory,
+                gateway=gateway,
+                simulator=SimulatorGateway(),
+                limiter=limiter,
+                cipher=cipher,
+                public_url="https://faro.test",
+                message_ids=ids,
+                now=NOW,
+            )
+        finally:
+            await gateway.close()
+
+    return asyncio.run(run())
+
+
+def _world(
+    db: Session, cipher: AddressCipher, *, channel: str = "whatsapp", inside_window: bool = True
+) -> tuple[Organization, Sender, Contact]:
+    org = make_organization(db)
+    sender = make_sender(db, org=org, channel=channel)
+    contact = make_contact(db, org=org, cipher=cipher, channel=channel)
+    if inside_window:
+        contact.last_inbound_at = NOW - dt.timedelta(hours=1)
+    db.commit()
+    return org, sender, contact
+
+
+def _reload(db: Session, message_id: int) -> Message:
+    db.expire_all()
+    message = db.get(Message, message_id)
+    assert message is not None
+    return message
+
+
+def test_a_reply_reaches_twilio_once_even_if_the_task_runs_twice(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+) -> None:
+    _, sender, contact = _world(db, cipher)
+    message = queue_text(
+        db,
+        contact=contact,
+        sender=sender,
+        purpose=Purpose.reply,
+        body="Hola, ¿en qué te ayudo?",
+        publish=False,
+    )
+    db.commit()
+    first = _send(factory, fake_twilio, cipher, [message.id])
+    second = _send(factory, fake_twilio, cipher, [message.id])  # a redelivered task
+    assert (first.claimed, first.accepted, second.claimed) == (1, 1, 0)
+    assert len(fake_twilio.messages) == 1
+    sent = fake_twilio.messages[0].params
+    phone = cipher.decrypt(contact.address_ciphertext or b"")
+    assert sent["To"] == f"whatsapp:{phone}" and sent["From"] == f"whatsapp:{sender.address}"
+    assert sent["Body"] == "Hola, ¿en qué te ayudo?"
+    assert sent["StatusCallback"] == f"https://faro.test/webhooks/twilio/status?m={message.id}"
+    assert sent["ValidityPeriod"] == "3600"
+    row = _reload(db, message.id)
+    assert row.twilio_sid == fake_twilio.messages[0].sid
+    assert row.status == MessageStatus.queued and row.attempts == 1
+
+
+def test_whatsapp_outside_the_window_sends_the_template_or_nothing(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+) -> None:
+    _, sender, contact = _world(db, cipher, inside_window=False)
+    free_text = queue_text(
+        db, contact=contact, sender=sender, purpose=Purpose.reply, body="texto libre", publish=False
+    )
+    template = queue_template(
+        db,
+        contact=contact,
+        sender=sender,
+        purpose=Purpose.campaign,
+        content_sid=TEMPLATE,
+        variables={"1": "Tapachula"},
+        fallback_body="texto",
+        publish=False,
+    )
+    contact.consent = ConsentState.opted_in
+    db.commit()
+    report = _send(factory, fake_twilio, cipher, [free_text.id, template.id])
+    assert (report.refused, report.accepted) == (1, 1)
+    refused = _reload(db, free_text.id)
+    assert refused.status == MessageStatus.failed and refused.error_code == 63016
+    [sent] = fake_twilio.messages
+    assert sent.params["ContentSid"] == TEMPLATE and "Body" not in sent.params
+    assert json.loads(sent.params["ContentVariables"]) == {"1": "Tapachula"}
+
+
+def test_campaign_messages_only_go_to_people_who_opted_in(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+) -> None:
+    org, sender, contact = _world(db, cipher)
+    stopped = make_contact(db, org=org, cipher=cipher, consent=False)
+    stopped.last_inbound_at = NOW
+    ids = [
+        queue_text(
+            db, contact=c, sender=sender, purpose=Purpose.campaign, body="aviso", publish=False
+        ).id
+        for c in (contact, stopped)
+    ]
+    db.commit()
+    report = _send(factory, fake_twilio, cipher, ids)
+    assert (report.accepted, report.refused) == (1, 1)
+    assert len(fake_twilio.messages) == 1
+
+
+def test_rate_limits_and_server_errors_are_retried_with_backoff(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+    published: list[Job],
+) -> None:
+    _, sender, contact = _world(db, cipher)
+    fake_twilio.inject(
+        Fault("rate_limit", retry_after=7, times=1),
+        Fault("server_error", times=1),
+        Fault("drop", times=1),
+    )
+    ids = [
+        queue_text(
+            db, contact=contact, sender=sender, purpose=Purpose.reply, body=f"m{i}", publish=False
+        ).id
+        for i in range(4)
+    ]
+    db.commit()
+    report = _send(factory, fake_twilio, cipher, ids)
+    assert (report.accepted, report.retried) == (1, 3)
+    retries = [j for j in published if j.task == "messages.send"]
+    assert len(retries) == 3 and all(j.countdown and j.countdown > 0 for j in retries)
+    assert max(j.countdown or 0 for j in retries) >= 7  # Retry-After is honoured
+    pending = [_reload(db, i) for i in ids if _reload(db, i).status == MessageStatus.pending]
+    assert len(pending) == 3 and all(m.attempts == 1 for m in pending)
+    again = _send(factory, fake_twilio, cipher, [m.id for m in pending])
+    assert again.accepted == 3
+    assert sorted(m.params["Body"] for m in fake_twilio.messages) == ["m0", "m1", "m2", "m3"]
+
+
+def test_permanent_errors_are_recorded_and_21610_opts_out(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+    published: list[Job],
+) -> None:
+    org, sender, contact = _world(db, cipher)
+    other = make_contact(db, org=org, cipher=cipher)
+    other.last_inbound_at = NOW
+    db.commit()
+    unsubscribed = cipher.decrypt(contact.address_ciphertext or b"")
+    fake_twilio.inject(
+        Fault("reject", code=21610, to=f"whatsapp:{unsubscribed}", times=None),
+        Fault("reject", code=21211, times=1),
+    )
+    a = queue_text(
+        db, contact=contact, sender=sender, purpose=Purpose.reply, body="a", publish=False
+    )
+    b = queue_text(db, contact=other, sender=sender, purpose=Purpose.reply, body="b", publish=False)
+    db.commit()
+    report = _send(factory, fake_twilio, cipher, [a.id, b.id])
+    assert (report.failed, report.retried) == (2, 0)
+    assert not published
+    assert {_reload(db, a.id).error_code, _reload(db, b.id).error_code} == {21610, 21211}
+    db.expire_all()
+    assert db.get(Contact, contact.id).consent == ConsentState.opted_out  # type: ignore[union-attr]
+
+
+def test_erasure_completes_once_the_confirmation_left(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+) -> None:
+    _, sender, contact = _world(db, cipher)
+    message = queue_text(
+        db,
+        contact=contact,
+        sender=sender,
+        purpose=Purpose.consent,
+        body="Borramos tus datos.",
+        then_erase=True,
+        publish=False,
+    )
+    db.commit()
+    _send(factory, fake_twilio, cipher, [message.id])
+    assert len(fake_twilio.messages) == 1
+    db.expire_all()
+    row = db.get(Contact, contact.id)
+    assert row is not None and row.erased and row.address_ciphertext is None
+    assert _reload(db, message.id).body is None
+
+
+def test_simulated_contacts_never_reach_twilio(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+) -> None:
+    _, sender, contact = _world(db, cipher)
+    contact.is_simulated = True
+    message = queue_text(
+        db, contact=contact, sender=sender, purpose=Purpose.reply, body="hi", publish=False
+    )
+    db.commit()
+    report = _send(factory, fake_twilio, cipher, [message.id])
+    assert report.simulated == 1 and fake_twilio.messages == []
+    assert _reload(db, message.id).status == MessageStatus.simulated
+
+
+def test_timeouts_are_enforced_and_retried(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+    published: list[Job],
+) -> None:
+    _, sender, contact = _world(db, cipher)
+    fake_twilio.inject(Fault("timeout", seconds=10, times=1))
+    message = queue_text(
+        db, contact=contact, sender=sender, purpose=Purpose.reply, body="x", publish=False
+    )
+    db.commit()
+    report = _send(factory, fake_twilio, cipher, [message.id])  # gateway timeout is 2 s
+    assert report.retried == 1
+    assert _reload(db, message.id).status == MessageStatus.pending
+
+
+def test_rate_limiter_spreads_reservations_across_callers(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url or "")
+    limiter = RateLimiter(client, prefix="faro:test-rate")
+    client.delete("faro:test-rate:s1")
+    waits = [limiter.reserve("s1", rate=20.0) for _ in range(40)]
+    # 40 tokens at 20/s with a burst of 2: the last one waits about 1.9 s.
+    assert waits[0] == 0.0
+    assert 1.7 < waits[-1] < 2.0
+    assert all(b >= a for a, b in itertools.pairwise(waits))
