@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,10 +28,12 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_app = typer.Typer(help="Organizations and administrators.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+sender_app = typer.Typer(help="Twilio numbers (senders).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(token_app, name="token")
 app.add_typer(demo_app, name="demo")
+app.add_typer(sender_app, name="sender")
 
 
 def _settings() -> Settings:
@@ -142,13 +146,90 @@ def demo_seed() -> None:
     typer.echo(f"demo admin token written to {settings.var_dir / 'demo-token.txt'}")
 
 
+@app.command("worker")
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated: conversation, bulk")] = (
+        "conversation,bulk"
+    ),
+    concurrency: Annotated[int, typer.Option(help="Threads")] = 16,
+) -> None:
+    """Run a Celery worker (thread pool: each send overlaps many Twilio calls)."""
+    _settings()
+    from workers.celery_app import app as celery
+
+    celery.worker_main(
+        [
+            "worker",
+            "-Q",
+            queues,
+            "-P",
+            "threads",
+            "-c",
+            str(concurrency),
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command("beat")
+def beat() -> None:
+    """Run the scheduler (the reaper and, later, campaign ticks and rollups)."""
+    settings = _settings()
+    from workers.celery_app import app as celery
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    celery.start(["beat", "-s", str(settings.var_dir / "celerybeat-schedule"), "-l", "INFO"])
+
+
+@sender_app.command("add")
+def sender_add(
+    organization: Annotated[str, typer.Option(help="Organization name")],
+    channel: Annotated[str, typer.Option(help="whatsapp or sms")],
+    number: Annotated[str, typer.Option(help="The Twilio number, E.164")],
+    rate: Annotated[float, typer.Option(help="Messages per second")] = 10.0,
+    messaging_service_sid: Annotated[str | None, typer.Option(help="MG…")] = None,
+) -> None:
+    """Register a Twilio number so inbound messages to it reach the organization."""
+    from campaigns.messaging.senders import create_sender
+
+    settings = _settings()
+    with _session(settings) as session:
+        org = session.scalar(select(Organization).where(Organization.name == organization))
+        if org is None:
+            typer.secho(f"error: no organization {organization!r}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=2)
+        sender = create_sender(
+            session,
+            organization_id=org.id,
+            channel=channel,
+            address=number,
+            rate_per_second=rate,
+            messaging_service_sid=messaging_service_sid,
+        )
+    typer.echo(
+        f"sender {sender.id}: {sender.channel.value} {sender.address} at {sender.rate_per_second}/s"
+    )
+
+
+def _spawn(*args: str) -> subprocess.Popen[bytes]:
+    faro = str(Path(sys.executable).with_name("faro"))
+    return subprocess.Popen([faro, *args])
+
+
 @app.command("run")
 def run(
     host: Annotated[str | None, typer.Option(help="Listen address (FARO_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (FARO_PORT)")] = None,
     seed_demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo")] = True,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Start worker and beat")
+    ] = True,
 ) -> None:
-    """Run Faro.  With no configuration: SQLite and an embedded Redis under var/, the demo."""
+    """Run Faro: the API, a worker and beat.  With no configuration: SQLite and an embedded
+    Redis under var/, the simulator channel, the demo."""
     import uvicorn
 
     from campaigns.embedded import prepare_environment, upgrade_database
@@ -157,6 +238,7 @@ def run(
     redis = prepare_environment(settings)
     get_settings.cache_clear()  # re-read: the embedded Redis URL is now in the environment
     settings = get_settings()
+    children: list[subprocess.Popen[bytes]] = []
     try:
         upgrade_database(settings.effective_database_url)
         if seed_demo and settings.env != "production":
@@ -164,6 +246,8 @@ def run(
                 empty = not session.scalar(select(func.count()).select_from(Organization))
             if empty:
                 _seed(settings)
+        if workers:
+            children = [_spawn("worker", "--concurrency", "8"), _spawn("beat")]
         listen_host = host or settings.host
         listen_port = port or settings.port
         typer.echo(f"Faro is running on http://{listen_host}:{listen_port}  (API docs: /docs)")
@@ -187,6 +271,13 @@ def run(
         if exc.code not in (0, None):
             raise
     finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
         if redis is not None:
             redis.close()
         typer.echo("Faro stopped")

@@ -1,0 +1,167 @@
+"""A running Faro for end-to-end tests: its own PostgreSQL database, the API under uvicorn and a
+Celery worker as real processes, against real Redis and a fake Twilio over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from campaigns.db import make_engine, make_sessionmaker
+from campaigns.embedded import upgrade_database
+from tests.factories import TWILIO_SID, TWILIO_TOKEN
+from tests.fakes.twilio import FakeTwilio
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Stack:
+    def __init__(self, *, admin_url: str, redis_db: int, fake: FakeTwilio, logs: Path) -> None:
+        self.admin_url = admin_url
+        self.fake = fake
+        self.logs = logs
+        self.db_name = f"faro_e2e_{uuid.uuid4().hex[:10]}"
+        self.database_url = (
+            make_url(admin_url).set(database=self.db_name).render_as_string(hide_password=False)
+        )
+        self.redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.engine: Any = None
+        self.factory: sessionmaker[Session] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("FARO_")}
+        return base | {
+            "FARO_ENV": "test",
+            "FARO_DATABASE_URL": self.database_url,
+            "FARO_REDIS_URL": self.redis_url,
+            "FARO_PUBLIC_URL": self.base_url,
+            "FARO_TWILIO_ACCOUNT_SID": TWILIO_SID,
+            "FARO_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+            "FARO_TWILIO_API_URL": self.fake.base_url,
+            "FARO_LOG_FORMAT": "json",
+            "FARO_VAR_DIR": str(self.logs / "var"),
+        }
+
+    def start(self) -> None:
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
+        admin.dispose()
+        upgrade_database(self.database_url)
+        redis.Redis.from_url(self.redis_url).flushdb()
+        engine = make_engine(self.database_url)
+        self.engine = engine
+        self.factory = make_sessionmaker(engine)
+        self.start_api()
+        self.start_worker()
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_api(self) -> None:
+        self._spawn(
+            "api",
+            [
+                str(BIN / "uvicorn"),
+                "api.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+        )
+        wait_for(self._api_up, timeout=60, what="the API")
+
+    def _api_up(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_worker(self, name: str = "worker") -> None:
+        self._spawn(name, [str(BIN / "faro"), "worker", "--concurrency", "8"])
+        time.sleep(0.5)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.processes.pop(name)
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            try:
+                self.kill(name, signal.SIGTERM)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                pass
+        if self.engine is not None:
+            self.engine.dispose()
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+        admin.dispose()
+
+    def session(self) -> Session:
+        assert self.factory is not None
+        return self.factory()
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
+
+
+@contextmanager
+def running_stack(
+    admin_url: str, logs: Path, *, redis_db: int = 13, **fake: Any
+) -> Iterator[Stack]:
+    logs.mkdir(parents=True, exist_ok=True)
+    with FakeTwilio(account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, **fake) as twilio:
+        stack = Stack(admin_url=admin_url, redis_db=redis_db, fake=twilio, logs=logs)
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
