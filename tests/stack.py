@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +134,8 @@ class Stack:
 
     def stop(self) -> None:
         for name in list(self.processes):
-            try:
+            with suppress(subprocess.TimeoutExpired, ProcessLookupError):
                 self.kill(name, signal.SIGTERM)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                pass
         if self.engine is not None:
             self.engine.dispose()
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
