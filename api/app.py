@@ -19,8 +19,10 @@ from api.routes import (
     communities,
     contacts,
     health,
+    messages,
     organizations,
     senders,
+    simulator,
     tokens,
     users,
     webhooks,
@@ -92,8 +94,10 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
         communities,
         contacts,
         senders,
+        messages,
         audit,
         webhooks,
+        simulator,
     ):
         app.include_router(module.router)
 

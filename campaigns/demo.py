@@ -21,6 +21,7 @@ from campaigns.contacts.service import create_contact
 from campaigns.crypto import AddressCipher
 from campaigns.organizations.models import Organization, Role, User
 from campaigns.organizations.service import create_organization, create_user, issue_token
+from campaigns.simulator import ensure_demo_senders
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 
@@ -52,6 +53,7 @@ def seed(session: Session, *, cipher: AddressCipher, data_dir: Path = DATA_DIR) 
             )
             result.organizations += 1
         by_name[org.name] = org
+        ensure_demo_senders(session, org.id)
         people = [{"email": spec["admin_email"], "name": "Admin demo", "role": "admin"}]
         for person in people + spec.get("users", []):
             user = session.scalar(select(User).where(User.email == person["email"]))

@@ -15,7 +15,7 @@ from campaigns.contacts.models import Contact
 from campaigns.db import utcnow
 from campaigns.errors import InvalidInput
 from campaigns.messaging.models import Direction, Message, MessageStatus, Purpose, Sender
-from campaigns.messaging.segments import MAX_BODY_CHARACTERS, measure
+from campaigns.messaging.segments import MAX_BODY_CHARACTERS, measure, within_twilio_limit
 from campaigns.outbox import publish_after_commit
 
 
@@ -32,7 +32,7 @@ def queue_text(
 ) -> Message:
     if not body.strip():
         raise InvalidInput("a message needs a body", field="body")
-    if len(body) > MAX_BODY_CHARACTERS:
+    if not within_twilio_limit(body):
         raise InvalidInput(
             f"a message may have at most {MAX_BODY_CHARACTERS} characters", field="body"
         )

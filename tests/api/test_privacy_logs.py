@@ -48,3 +48,27 @@ def test_scrubber_masks_numbers_a_careless_caller_logs(settings: Settings) -> No
     err = buffer.getvalue()
     assert "+50931234567" not in err and "5512345678" not in err and "secret story" not in err
     assert "contact.wrote" in err
+
+
+def test_a_full_inbound_webhook_request_leaves_no_number_or_body_in_logs(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    from tests.factories import make_sender, signed_post, twilio_form
+
+    buffer = io.StringIO()
+    configure_logging(settings.model_copy(update={"log_level": "DEBUG"}), stream=buffer)
+    org = make_organization(db)
+    sender = make_sender(db, org=org)
+    db.commit()
+    phone = random_mobile("HN")
+    story = "me quitaron el pasaporte en la finca y no me dejan salir"
+    form = twilio_form(sender=sender, phone=phone, body=story, ProfileName="Rosa Martínez")
+    assert signed_post(client, "/webhooks/twilio/messages", form).status_code == 200
+    stop = twilio_form(sender=sender, phone=phone, body="BAJA")
+    assert signed_post(client, "/webhooks/twilio/messages", stop).status_code == 200
+    bad = twilio_form(sender=sender, phone=phone, body="x" * 5000)
+    assert signed_post(client, "/webhooks/twilio/messages", bad).status_code == 422
+    logs = buffer.getvalue()
+    assert "inbound.received" in logs and "inbound.keyword" in logs
+    for secret in (phone, phone[1:], phone[-8:], story, "pasaporte", "Rosa", "x" * 50):
+        assert secret not in logs, f"{secret!r} leaked into the logs"

@@ -70,6 +70,7 @@ ATTACKS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/contacts/{contact_id}/erase"): {},
     ("POST", "/v1/contacts/{contact_id}/reveal"): {},
     ("GET", "/v1/audit-events"): {},
+    ("POST", "/v1/messages/segments"): {"json": {"text": "hola"}},
     ("GET", "/v1/senders"): {},
     ("POST", "/v1/senders"): {"json": {"channel": "whatsapp", "address": "{sender_address}"}},
     ("GET", "/v1/senders/{sender_id}"): {},

@@ -274,3 +274,22 @@ def test_erase_keyword_removes_bodies_and_sends_a_confirmation_that_finishes_it(
     assert confirmation[0].body and "borr" in confirmation[0].body.lower()
     # The number stays only until the confirmation has left (see the dispatch tests).
     assert contact.address_ciphertext is not None and not contact.erased
+
+
+def test_segment_calculator_endpoint(client: TestClient, db: Session) -> None:
+    from tests.factories import auth, make_token, make_user
+
+    org = make_organization(db)
+    token = make_token(db, user=make_user(db, org=org))
+    db.commit()
+    r = client.post(
+        "/v1/messages/segments",
+        headers=auth(token),
+        json={"text": "Hola 🙂 " * 10, "price_per_segment": "0.0079", "recipients": 1000},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["encoding"] == "UCS-2" and body["ucs2_characters"] == ["🙂"]
+    assert body["segments"] == 2 and body["estimated_cost"] == "15.8000"
+    plain = client.post("/v1/messages/segments", headers=auth(token), json={"text": "a" * 161})
+    assert plain.json()["encoding"] == "GSM-7" and plain.json()["segments"] == 2
