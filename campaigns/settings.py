@@ -111,6 +111,14 @@ class Settings(BaseSettings):
             problems.append("FARO_DATABASE_URL must be set in production")
         if self.redis_url is None:
             problems.append("FARO_REDIS_URL must be set in production")
+        if self.uses_simulator:
+            problems.append(
+                "FARO_TWILIO_ACCOUNT_SID and FARO_TWILIO_AUTH_TOKEN must be set in production"
+            )
+        for name, value in (("FARO_SECRET_KEY", self.secret_key), ("FARO_HASH_KEY", self.hash_key)):
+            secret = value.get_secret_value()
+            if len(secret) < 32 or len(set(secret)) < 10:
+                problems.append(f"{name} must be a random value of at least 32 characters")
         if problems:
             raise ConfigurationError("; ".join(problems))
 

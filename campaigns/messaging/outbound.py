@@ -7,6 +7,7 @@ picks (conversation replies never wait behind campaign sends).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
@@ -17,6 +18,8 @@ from campaigns.errors import InvalidInput
 from campaigns.messaging.models import Direction, Message, MessageStatus, Purpose, Sender
 from campaigns.messaging.segments import MAX_BODY_CHARACTERS, measure, within_twilio_limit
 from campaigns.outbox import publish_after_commit
+
+CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
 
 
 def queue_text(
@@ -63,7 +66,7 @@ def queue_template(
     publish: bool = True,
 ) -> Message:
     """A WhatsApp template (``content_sid``); ``fallback_body`` is used inside the 24-h window."""
-    if not content_sid.startswith("HX") or len(content_sid) != 34:
+    if not CONTENT_SID.fullmatch(content_sid):
         raise InvalidInput("content_sid must be a Twilio Content SID (HX…)", field="content_sid")
     return _queue(
         session,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -49,8 +51,8 @@ def create_sender(
         if not (number.startswith("+") and number[1:].isdigit() and 6 <= len(number) <= 16):
             raise
         e164 = number
-    if messaging_service_sid is not None and not (
-        messaging_service_sid.startswith("MG") and len(messaging_service_sid) == 34
+    if messaging_service_sid is not None and not re.fullmatch(
+        r"MG[0-9a-fA-F]{32}", messaging_service_sid
     ):
         raise InvalidInput(
             "messaging_service_sid must look like MG + 32 hex characters",

@@ -30,12 +30,29 @@ def test_production_with_real_secrets_starts() -> None:
     Settings(
         env="production",
         public_url="https://faro.example.org",
-        secret_key="s" * 40,
+        secret_key="k8Zq2vLr9TxW4mNp7QsY1uEa6DcHb3Jf0GiO",
         encryption_keys=Fernet.generate_key().decode(),
-        hash_key="h" * 40,
+        hash_key="Hq7Lm2Zx9Pw4Ck8Rv1Tn6Ys3Ub0Ed5Fg2Ji7",
         database_url="postgresql+psycopg://faro@db/faro",
         redis_url="redis://redis:6379/0",
+        twilio_account_sid="AC" + "1" * 32,
+        twilio_auth_token="t" * 32,
     ).check_production()
+
+
+def test_production_refuses_placeholder_secrets_and_the_simulator() -> None:
+    with pytest.raises(ConfigurationError) as exc:
+        Settings(
+            env="production",
+            public_url="https://faro.example.org",
+            secret_key="change-me",
+            hash_key="change-me",
+            encryption_keys=Fernet.generate_key().decode(),
+            database_url="postgresql+psycopg://faro@db/faro",
+            redis_url="redis://redis:6379/0",
+        ).check_production()
+    assert "FARO_SECRET_KEY must be a random value" in str(exc.value)
+    assert "FARO_TWILIO_ACCOUNT_SID" in str(exc.value)
 
 
 def test_malformed_encryption_key_is_a_clear_error() -> None:
