@@ -161,7 +161,8 @@ def new_identity(country: str, *, rng: random.Random | None = None) -> str:
     example = phonenumbers.example_number_for_type(code, phonenumbers.PhoneNumberType.MOBILE)
     if example is None:
         raise InvalidInput(f"no mobile numbers are known for {code}", field="country")
-    national = str(example.national_number)
+    # With its leading zeros (Benin's 01…, Côte d'Ivoire's 01…), which ``national_number`` drops.
+    national = phonenumbers.national_significant_number(example)
     keep = max(len(national) - 4, 1)
     for _ in range(_IDENTITY_ATTEMPTS):
         tail = "".join(str(rng.randrange(10)) for _ in range(len(national) - keep))
@@ -170,7 +171,10 @@ def new_identity(country: str, *, rng: random.Random | None = None) -> str:
             parsed = parse_mobile(candidate)
         except InvalidInput:
             continue
-        if parsed.country == code:
+        # Åland shares Finland's numbers: such a number is Finnish to the parser, and valid here.
+        if parsed.country == code or phonenumbers.is_valid_number_for_region(
+            phonenumbers.parse(parsed.e164), code
+        ):
             return parsed.e164
     raise InvalidInput(f"could not make up a mobile number for {code}", field="country")
 
