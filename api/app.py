@@ -15,10 +15,12 @@ from starlette.requests import Request
 from api import errors
 from api.middleware import RequestContextMiddleware
 from api.routes import (
+    assistant,
     audit,
     communities,
     contacts,
     health,
+    knowledge,
     messages,
     organizations,
     senders,
@@ -86,13 +88,16 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
             "a value cannot be stored (NUL character or out of range)",
         )
 
+    app.include_router(assistant.internal)
     for module in (
+        assistant,
         health,
         organizations,
         users,
         tokens,
         communities,
         contacts,
+        knowledge,
         senders,
         messages,
         audit,

@@ -219,6 +219,53 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([faro, *args])
 
 
+ROOT = Path(__file__).resolve().parent.parent
+BOT = ROOT / "bot"
+
+
+def _spawn_assistant(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """Rasa and its action server, when the bot's environment and a trained model exist."""
+    rasa = BOT / ".venv" / "bin" / "rasa"
+    model = BOT / "models" / "current.tar.gz"
+    if not rasa.exists() or not model.exists():
+        typer.secho(
+            "The assistant is not set up (run `make bot-setup bot-train`): people who write "
+            "get an apology until it is.",
+            fg=typer.colors.YELLOW,
+        )
+        return []
+    rasa_port = settings.rasa_url.rsplit(":", 1)[-1].split("/")[0]
+    actions_port = settings.action_server_url.rsplit(":", 1)[-1].split("/")[0]
+    env = os.environ | {
+        "FARO_URL": f"http://127.0.0.1:{settings.port}",
+        "FARO_ACTIONS_TOKEN": settings.actions_token.get_secret_value(),
+    }
+    actions = subprocess.Popen(
+        [str(rasa), "run", "actions", "--actions", "actions", "--port", actions_port],
+        cwd=BOT,
+        env=env,
+    )
+    server = subprocess.Popen(
+        [
+            str(rasa),
+            "run",
+            "--enable-api",
+            "--port",
+            rasa_port,
+            "--model",
+            str(model),
+            "--endpoints",
+            str(BOT / "endpoints.yml"),
+            "--credentials",
+            str(BOT / "credentials.yml"),
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    typer.echo("The assistant (Rasa) is starting; it takes about a minute to load.")
+    return [actions, server]
+
+
 @app.command("run")
 def run(
     host: Annotated[str | None, typer.Option(help="Listen address (FARO_HOST)")] = None,
@@ -248,6 +295,7 @@ def run(
                 _seed(settings)
         if workers:
             children = [_spawn("worker", "--concurrency", "8"), _spawn("beat")]
+            children += _spawn_assistant(settings)
         listen_host = host or settings.host
         listen_port = port or settings.port
         typer.echo(f"Faro is running on http://{listen_host}:{listen_port}  (API docs: /docs)")

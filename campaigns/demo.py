@@ -1,5 +1,7 @@
 """The demo: sample organizations, communities across the region and simulated contacts,
-loaded from ``data/demo/``.  Idempotent: running it twice changes nothing the second time.
+loaded from ``data/demo/``, with the knowledge base of ``data/knowledge/`` and fictional example
+information hubs for each organization.  Idempotent: running it twice changes nothing the
+second time.
 
 Demo contacts are ``is_simulated``: they live in the simulator and are never sent to Twilio.
 """
@@ -19,6 +21,7 @@ from campaigns.communities import Community, create_community
 from campaigns.contacts.models import Contact
 from campaigns.contacts.service import create_contact
 from campaigns.crypto import AddressCipher
+from campaigns.knowledge.seed import seed_info_hubs, seed_knowledge
 from campaigns.organizations.models import Organization, Role, User
 from campaigns.organizations.service import create_organization, create_user, issue_token
 from campaigns.simulator import ensure_demo_senders
@@ -88,6 +91,8 @@ def seed(session: Session, *, cipher: AddressCipher, data_dir: Path = DATA_DIR) 
                     quiet_end=_time(c.get("quiet_end")),
                 )
                 result.communities += 1
+        seed_knowledge(session, organization_id=org.id)
+        seed_info_hubs(session, organization_id=org.id, path=data_dir / "info_hubs.json")
     with (data_dir / "contacts.csv").open(encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
             org = by_name[row["organization"]]

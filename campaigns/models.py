@@ -1,9 +1,17 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
+from campaigns.assistant.models import (
+    ConversationState,
+    Feedback,
+    Handover,
+    Turn,
+    UnansweredQuestion,
+)
 from campaigns.audit import AuditEvent
 from campaigns.communities import Community
 from campaigns.contacts.models import ConsentEvent, Contact, ContactCommunity
 from campaigns.db import Base
+from campaigns.knowledge.models import Hotline, InfoHub, KnowledgeEntry, KnowledgeRevision
 from campaigns.messaging.models import Message, MessageStatusEvent, Sender
 from campaigns.organizations.models import ApiToken, Organization, User
 
@@ -15,9 +23,18 @@ __all__ = [
     "ConsentEvent",
     "Contact",
     "ContactCommunity",
+    "ConversationState",
+    "Feedback",
+    "Handover",
+    "Hotline",
+    "InfoHub",
+    "KnowledgeEntry",
+    "KnowledgeRevision",
     "Message",
     "MessageStatusEvent",
     "Organization",
     "Sender",
+    "Turn",
+    "UnansweredQuestion",
     "User",
 ]

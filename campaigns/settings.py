@@ -22,6 +22,7 @@ DEV_ENCRYPTION_KEY = base64.urlsafe_b64encode(
     hashlib.sha256(b"faro-development-encryption-key").digest()
 ).decode()
 DEV_HASH_KEY = "faro-development-hash-key-do-not-use-in-production"
+DEV_ACTIONS_TOKEN = "faro-development-actions-token"  # noqa: S105
 
 
 class ConfigurationError(RuntimeError):
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_api_url: str = "https://api.twilio.com"
     rasa_url: str = "http://127.0.0.1:5005"
+    action_server_url: str = "http://127.0.0.1:5055"
+    # Shared secret of Rasa's action server when it calls /internal/assistant/turn.
+    actions_token: SecretStr = SecretStr(DEV_ACTIONS_TOKEN)
 
     token_default_days: int = Field(default=90, ge=1, le=3650)
     max_json_bytes: int = Field(default=1_000_000, ge=1_000)
@@ -59,7 +63,7 @@ class Settings(BaseSettings):
     max_import_rows: int = Field(default=500_000, ge=1)
     page_size_max: int = Field(default=500, ge=1)
 
-    @field_validator("public_url", "twilio_api_url", "rasa_url")
+    @field_validator("public_url", "twilio_api_url", "rasa_url", "action_server_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -115,7 +119,13 @@ class Settings(BaseSettings):
             problems.append(
                 "FARO_TWILIO_ACCOUNT_SID and FARO_TWILIO_AUTH_TOKEN must be set in production"
             )
-        for name, value in (("FARO_SECRET_KEY", self.secret_key), ("FARO_HASH_KEY", self.hash_key)):
+        if self.actions_token.get_secret_value() == DEV_ACTIONS_TOKEN:
+            problems.append("FARO_ACTIONS_TOKEN is the development default")
+        for name, value in (
+            ("FARO_SECRET_KEY", self.secret_key),
+            ("FARO_HASH_KEY", self.hash_key),
+            ("FARO_ACTIONS_TOKEN", self.actions_token),
+        ):
             secret = value.get_secret_value()
             if len(secret) < 32 or len(set(secret)) < 10:
                 problems.append(f"{name} must be a random value of at least 32 characters")

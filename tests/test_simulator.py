@@ -314,6 +314,7 @@ def production_client(settings: Settings, engine: Engine) -> Iterator[TestClient
             "secret_key": SecretStr("a-production-secret-for-this-test-only"),
             "encryption_keys": SecretStr(Fernet.generate_key().decode()),
             "hash_key": SecretStr("a-production-hash-key-for-this-test-only"),
+            "actions_token": SecretStr("a-production-actions-token-for-this-test"),
         }
     )
     app = create_app(production, engine=engine)

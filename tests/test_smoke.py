@@ -50,7 +50,8 @@ def test_make_run_serves_the_demo_and_stops_cleanly(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "faro did not come up in 120 s"
             time.sleep(0.3)
         ready = httpx.get(f"{base}/readyz", timeout=5).json()
-        assert ready["checks"] == {"database": "ok", "redis": "ok"}  # SQLite + embedded Redis
+        # SQLite and the embedded Redis (the assistant may still be loading).
+        assert (ready["checks"]["database"], ready["checks"]["redis"]) == ("ok", "ok")
         token = (tmp_path / "var" / "demo-token.txt").read_text().strip()
         page = httpx.get(
             f"{base}/v1/contacts?limit=5", headers={"Authorization": f"Bearer {token}"}, timeout=5

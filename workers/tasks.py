@@ -11,7 +11,9 @@ from functools import lru_cache
 from typing import Any
 
 import redis
+from celery import Task
 
+from campaigns.bot_client import AssistantUnavailable, BotClient
 from campaigns.crypto import AddressCipher
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.messaging import conversation, reaper
@@ -67,11 +69,22 @@ def send_messages(message_ids: list[int]) -> dict[str, int]:
     return asyncio.run(_send([int(i) for i in message_ids]))
 
 
-@app.task(name="conversation.handle", acks_late=True)
-def handle_conversation(message_id: int) -> None:
-    """Answer one inbound message (the assistant, or an honest apology if it is unreachable)."""
-    factory, _, _ = _resources()
-    conversation.handle(factory, message_id=int(message_id), settings=get_settings())
+@lru_cache(maxsize=1)
+def _bot() -> BotClient:
+    return BotClient(get_settings().rasa_url)
+
+
+@app.task(name="conversation.handle", bind=True, acks_late=True, max_retries=3)
+def handle_conversation(self: Task[Any, Any], message_id: int) -> str:
+    """Answer one inbound message: the assistant, or an apology after the last retry."""
+    factory, _, cipher = _resources()
+    try:
+        return conversation.handle(factory, message_id=int(message_id), bot=_bot(), cipher=cipher)
+    except AssistantUnavailable as exc:
+        if self.request.retries >= (self.max_retries or 0):
+            conversation.give_up(factory, message_id=int(message_id))
+            return "unavailable"
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
 
 
 @app.task(name="messages.reap", acks_late=True)

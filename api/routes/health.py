@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -34,7 +35,21 @@ def readyz(request: Request) -> JSONResponse:
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
-    ok = all(v in ("ok", "not configured") for v in checks.values())
+    settings = request.app.state.settings
+    for name, url in (
+        ("rasa", settings.rasa_url + "/"),
+        ("actions", settings.action_server_url + "/health"),
+    ):
+        try:
+            response = httpx.get(url, timeout=1.0)
+            checks[name] = (
+                "ok" if response.status_code == 200 else f"error: HTTP {response.status_code}"
+            )
+        except httpx.HTTPError as exc:
+            checks[name] = f"error: {type(exc).__name__}"
+    # The assistant being down degrades answers (people get an apology) but loses nothing:
+    # readiness, which routes webhooks to this process, depends on the database and Redis.
+    ok = all(checks[k] in ("ok", "not configured") for k in ("database", "redis"))
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
     )

@@ -161,6 +161,8 @@ class Message(OrgScoped, Base):
     submitted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # Inbound: when the conversation task finished with it (the reaper re-publishes the rest).
     handled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Inbound: a lease taken by the conversation task while it asks the assistant.
+    handling_started_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # Erasure confirmations: erase the contact once this message has left.
     then_erase: Mapped[bool] = mapped_column(Boolean, default=False)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -101,4 +101,7 @@ def test_request_id_is_echoed(client: TestClient) -> None:
 def test_readyz_reports_each_dependency(client: TestClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200
-    assert r.json()["checks"] == {"database": "ok", "redis": "ok"}
+    checks = r.json()["checks"]
+    assert (checks["database"], checks["redis"]) == ("ok", "ok")
+    # No assistant runs in this test: reported, but the API stays ready.
+    assert checks["rasa"].startswith("error") and checks["actions"].startswith("error")

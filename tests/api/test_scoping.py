@@ -12,9 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns.assistant.models import Handover
 from campaigns.communities import Community
 from campaigns.contacts.models import Contact, ContactCommunity
 from campaigns.crypto import AddressCipher
+from campaigns.knowledge.models import Hotline, InfoHub, KnowledgeEntry, KnowledgeRevision
 from campaigns.messaging.models import Sender
 from campaigns.messaging.senders import create_sender
 from campaigns.organizations.models import ApiToken, Organization, Role, User
@@ -27,6 +29,7 @@ from tests.factories import (
     make_user,
     random_mobile,
 )
+from tests.knowledge.factories import NAMES, make_entry, make_hotline, make_hub
 
 # (method, path) -> request keyword arguments, with {placeholders} filled from A's objects.
 ATTACKS: dict[tuple[str, str], dict[str, Any]] = {
@@ -71,10 +74,50 @@ ATTACKS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/contacts/{contact_id}/reveal"): {},
     ("GET", "/v1/audit-events"): {},
     ("POST", "/v1/messages/segments"): {"json": {"text": "hola"}},
+    ("POST", "/v1/assistant/parse"): {"json": {"text": "visa canada"}},
+    ("GET", "/v1/handovers"): {},
+    ("GET", "/v1/handovers/{handover_id}"): {},
+    ("POST", "/v1/handovers/{handover_id}/messages"): {"json": {"text": "hola"}},
+    ("POST", "/v1/handovers/{handover_id}/close"): {},
     ("GET", "/v1/senders"): {},
     ("POST", "/v1/senders"): {"json": {"channel": "whatsapp", "address": "{sender_address}"}},
     ("GET", "/v1/senders/{sender_id}"): {},
     ("PATCH", "/v1/senders/{sender_id}"): {"json": {"rate_per_second": 1}},
+    ("GET", "/v1/knowledge"): {"params": {"topic": "asylum_protection"}},
+    ("POST", "/v1/knowledge"): {
+        "json": {
+            "topic": "asylum_protection",
+            "language": "es",
+            "body": "Respuesta de Bravo",
+            "source_url": "https://www.gob.mx/comar",
+            "reviewed_on": "2026-11-01",
+        }
+    },
+    ("GET", "/v1/knowledge/{entry_id}"): {},
+    ("PATCH", "/v1/knowledge/{entry_id}"): {"json": {"body": "Changed by B"}},
+    ("DELETE", "/v1/knowledge/{entry_id}"): {},
+    ("GET", "/v1/knowledge/{entry_id}/history"): {},
+    ("GET", "/v1/hotlines"): {"params": {"country": "MX"}},
+    ("POST", "/v1/hotlines"): {
+        "json": {
+            "country": "MX",
+            "number": "{hotline_number}",
+            "names": NAMES,
+            "topics": ["human_trafficking"],
+            "source_url": "https://www.gob.mx/comar",
+            "reviewed_on": "2026-11-01",
+        }
+    },
+    ("GET", "/v1/hotlines/{hotline_id}"): {},
+    ("PATCH", "/v1/hotlines/{hotline_id}"): {"json": {"number": "911"}},
+    ("DELETE", "/v1/hotlines/{hotline_id}"): {},
+    ("GET", "/v1/info-hubs"): {"params": {"community_id": "{community_id}"}},
+    ("POST", "/v1/info-hubs"): {
+        "json": {"community_id": "{community_id}", "name": "Hub de Bravo", "address": "Calle 1"}
+    },
+    ("GET", "/v1/info-hubs/{hub_id}"): {},
+    ("PATCH", "/v1/info-hubs/{hub_id}"): {"json": {"name": "Renamed by B"}},
+    ("DELETE", "/v1/info-hubs/{hub_id}"): {},
 }
 
 
@@ -93,7 +136,18 @@ def _fill(value: Any, ids: dict[str, Any]) -> Any:
 def _snapshot(db: Session, org_id: int) -> list[Any]:
     db.expire_all()
     rows: list[Any] = []
-    for model in (Organization, User, ApiToken, Community, Contact, Sender):
+    for model in (
+        Organization,
+        User,
+        ApiToken,
+        Community,
+        Contact,
+        Sender,
+        KnowledgeEntry,
+        KnowledgeRevision,
+        Hotline,
+        InfoHub,
+    ):
         stmt = select(model)
         if model is Organization:
             stmt = stmt.where(Organization.id == org_id)
@@ -139,6 +193,13 @@ def test_another_organization_can_neither_see_nor_change_anything(
     )
     phone_a = random_mobile()
     contact_a = make_contact(db, org=org_a, cipher=cipher, phone=phone_a, communities=[community_a])
+    entry_a = make_entry(db, org=org_a, body="Respuesta reservada de Alfa")
+    hotline_a = make_hotline(db, org=org_a)
+    hub_a = make_hub(db, community=community_a, name="Punto reservado de Alfa")
+
+    handover_a = Handover(organization_id=org_a.id, contact_id=contact_a.id, language="es")
+    db.add(handover_a)
+    db.flush()
 
     org_b = make_organization(db, name="Bravo")
     token_b = make_token(db, user=make_user(db, org=org_b, role=Role.admin))
@@ -152,13 +213,18 @@ def test_another_organization_can_neither_see_nor_change_anything(
         "community_id": community_a.id,
         "community_name": community_a.name,
         "contact_id": contact_a.id,
+        "handover_id": handover_a.id,
         "sender_id": sender_a.id,
         "sender_address": sender_a.address,
+        "entry_id": entry_a.id,
+        "hotline_id": hotline_a.id,
+        "hotline_number": hotline_a.number,
+        "hub_id": hub_a.id,
         "phone": phone_a,
         "new_phone": random_mobile(),
     }
     # (B may name a community like A's: names are unique per organization only.)
-    secrets_of_a = [org_a.name, admin_a.email, phone_a, token_a.prefix]
+    secrets_of_a = [org_a.name, admin_a.email, phone_a, token_a.prefix, entry_a.body, hub_a.name]
     for (method, path), kwargs in ATTACKS.items():
         request = _fill(kwargs, ids)
         headers = {**auth(token_b), **request.pop("headers", {})}

@@ -33,6 +33,7 @@ def test_production_with_real_secrets_starts() -> None:
         secret_key="k8Zq2vLr9TxW4mNp7QsY1uEa6DcHb3Jf0GiO",
         encryption_keys=Fernet.generate_key().decode(),
         hash_key="Hq7Lm2Zx9Pw4Ck8Rv1Tn6Ys3Ub0Ed5Fg2Ji7",
+        actions_token="Ac7Tn2Kx9Qw4Lm8Pz1Rv6Ys3Ub0Ed5Fg2Ji",
         database_url="postgresql+psycopg://faro@db/faro",
         redis_url="redis://redis:6379/0",
         twilio_account_sid="AC" + "1" * 32,
