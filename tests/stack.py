@@ -46,7 +46,9 @@ def wait_for(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "c
 
 
 class Stack:
-    def __init__(self, *, admin_url: str, redis_db: int, fake: FakeTwilio, logs: Path) -> None:
+    def __init__(
+        self, *, admin_url: str, redis_db: int, fake: FakeTwilio, logs: Path, port: int = 0
+    ) -> None:
         self.admin_url = admin_url
         self.fake = fake
         self.logs = logs
@@ -55,7 +57,7 @@ class Stack:
             make_url(admin_url).set(database=self.db_name).render_as_string(hide_password=False)
         )
         self.redis_url = f"redis://127.0.0.1:6379/{redis_db}"
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.engine: Any = None
@@ -64,17 +66,25 @@ class Stack:
     @property
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("FARO_")}
-        return base | {
-            "FARO_ENV": "test",
-            "FARO_DATABASE_URL": self.database_url,
-            "FARO_REDIS_URL": self.redis_url,
-            "FARO_PUBLIC_URL": self.base_url,
-            "FARO_TWILIO_ACCOUNT_SID": TWILIO_SID,
-            "FARO_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-            "FARO_TWILIO_API_URL": self.fake.base_url,
-            "FARO_LOG_FORMAT": "json",
-            "FARO_VAR_DIR": str(self.logs / "var"),
-        }
+        return (
+            base
+            | {
+                "FARO_ENV": "test",
+                "FARO_DATABASE_URL": self.database_url,
+                "FARO_REDIS_URL": self.redis_url,
+                "FARO_PUBLIC_URL": self.base_url,
+                "FARO_TWILIO_ACCOUNT_SID": TWILIO_SID,
+                "FARO_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+                "FARO_TWILIO_API_URL": self.fake.base_url,
+                "FARO_LOG_FORMAT": "json",
+                "FARO_VAR_DIR": str(self.logs / "var"),
+            }
+            | (
+                {"FARO_RASA_URL": os.environ["FARO_RASA_URL"]}
+                if "FARO_RASA_URL" in os.environ
+                else {}
+            )
+        )
 
     def start(self) -> None:
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
@@ -153,11 +163,11 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    admin_url: str, logs: Path, *, redis_db: int = 13, **fake: Any
+    admin_url: str, logs: Path, *, redis_db: int = 13, port: int = 0, **fake: Any
 ) -> Iterator[Stack]:
     logs.mkdir(parents=True, exist_ok=True)
     with FakeTwilio(account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, **fake) as twilio:
-        stack = Stack(admin_url=admin_url, redis_db=redis_db, fake=twilio, logs=logs)
+        stack = Stack(admin_url=admin_url, redis_db=redis_db, fake=twilio, logs=logs, port=port)
         try:
             stack.start()
             yield stack

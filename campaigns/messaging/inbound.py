@@ -197,44 +197,28 @@ def _handle_keyword(
     twilio_handled: bool,
     now: dt.datetime,
 ) -> None:
+    def confirm(then_erase: bool = False) -> None:
+        queue_text(
+            session,
+            contact=contact,
+            sender=sender,
+            purpose=Purpose.consent,
+            body=confirmation(kind, contact.language),
+            now=now,
+            then_erase=then_erase,
+        )
+
+    # On SMS with Advanced Opt-Out, Twilio has already confirmed STOP/START/HELP itself.
+    twilio_confirmed = twilio_handled and contact.channel == Channel.sms
     source = ConsentSource.twilio_opt_out if twilio_handled else ConsentSource.keyword
-    if kind == KeywordKind.stop:
-        changed = set_consent(
-            session, contact=contact, state=ConsentState.opted_out, source=source, now=now
-        )
-        # Confirm once.  On SMS with Advanced Opt-Out, Twilio has already confirmed itself.
-        if changed and not (twilio_handled and contact.channel == Channel.sms):
-            queue_text(
-                session,
-                contact=contact,
-                sender=sender,
-                purpose=Purpose.consent,
-                body=confirmation(KeywordKind.stop, contact.language),
-                now=now,
-            )
-    elif kind == KeywordKind.start:
-        changed = set_consent(
-            session, contact=contact, state=ConsentState.opted_in, source=source, now=now
-        )
-        if changed and not (twilio_handled and contact.channel == Channel.sms):
-            queue_text(
-                session,
-                contact=contact,
-                sender=sender,
-                purpose=Purpose.consent,
-                body=confirmation(KeywordKind.start, contact.language),
-                now=now,
-            )
+    if kind in (KeywordKind.stop, KeywordKind.start):
+        state = ConsentState.opted_out if kind == KeywordKind.stop else ConsentState.opted_in
+        changed = set_consent(session, contact=contact, state=state, source=source, now=now)
+        if changed and not twilio_confirmed:  # confirmed once, not on every repeat
+            confirm()
     elif kind == KeywordKind.help:
-        if not (twilio_handled and contact.channel == Channel.sms):
-            queue_text(
-                session,
-                contact=contact,
-                sender=sender,
-                purpose=Purpose.consent,
-                body=confirmation(KeywordKind.help, contact.language),
-                now=now,
-            )
+        if not twilio_confirmed:
+            confirm()
     elif kind == KeywordKind.erase:
         set_consent(
             session,
@@ -246,12 +230,4 @@ def _handle_keyword(
         )
         # Bodies and profile name go now; the number goes once the confirmation has left.
         erase_contact(session, contact=contact, now=now, keep_address=True)
-        queue_text(
-            session,
-            contact=contact,
-            sender=sender,
-            purpose=Purpose.consent,
-            body=confirmation(KeywordKind.erase, contact.language),
-            now=now,
-            then_erase=True,
-        )
+        confirm(then_erase=True)
