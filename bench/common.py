@@ -53,7 +53,10 @@ COMMUNITIES: dict[str, tuple[str, str, str]] = {
     "DO": ("Dajabón", "America/Santo_Domingo", "es"),
 }
 CSV_HEADER = ("phone", "language", "community", "consent")
-_MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+_MOBILE_TYPES = (
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+)
 
 
 # --- database ---------------------------------------------------------------------------------
@@ -144,6 +147,11 @@ class Server:
 
     def rss(self) -> int:
         return psutil.Process(self.pid).memory_info().rss
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server has used so far (all its threads)."""
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
 
 
 def _free_port() -> int:
@@ -247,9 +255,9 @@ class _NumberSource:
     seen: set[str] = field(default_factory=set)
 
     def next(self, country: str) -> phonenumbers.PhoneNumber:
-        example = phonenumbers.example_number_for_type(
-            country, phonenumbers.PhoneNumberType.MOBILE
-        )
+        example = phonenumbers.example_number_for_type(country, phonenumbers.PhoneNumberType.MOBILE)
+        if example is None:
+            raise ValueError(f"phonenumbers has no example mobile for {country}")
         base = str(example.national_number)
         while True:
             tail = f"{self.rng.randrange(10**6):06d}"
@@ -311,7 +319,7 @@ def contact_rows(
         else:
             number = numbers.next(rng.choices(countries, weights)[0])
             earlier.append(number)
-        country = phonenumbers.region_code_for_number(number)
+        country = phonenumbers.region_code_for_number(number) or ""
         name, _, community_language = COMMUNITIES[country]
         language = ""
         if rng.random() < 0.4:
@@ -355,6 +363,11 @@ def import_csv(client: httpx.Client, tenant: Tenant, path: Path) -> tuple[float,
 
 
 # --- figures ------------------------------------------------------------------------------------
+
+
+def load_average() -> float:
+    """The one-minute load average: above ~0.5 before a run, something else shares the CPUs."""
+    return round(os.getloadavg()[0], 2)
 
 
 def mib(n_bytes: float) -> float:

@@ -32,6 +32,7 @@ from bench.common import (
     bench_database,
     contact_rows,
     import_csv,
+    load_average,
     make_tenant,
     mib,
     print_table,
@@ -68,8 +69,11 @@ def measure(sizes: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
                 import_csv(client, make_tenant(url), warm_up)
                 baseline = server.rss()
                 tenant = make_tenant(url)
+                load = load_average()
+                cpu = server.cpu_seconds()
                 with RssSampler(server.pid) as sampler:
                     seconds, report = import_csv(client, tenant, path)
+                cpu = server.cpu_seconds() - cpu
                 after = server.rss()
             result = {
                 "rows": size,
@@ -85,48 +89,69 @@ def measure(sizes: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
                 "rss_growth_mib": mib(sampler.peak - baseline),
                 "rss_after_mib": mib(after),
                 "rss_samples": sampler.samples,
+                "server_cpu_s": round(cpu, 2),
+                "load_before": load,
             }
             results.append(result)
             print(
                 f"{size:>7} rows: {result['seconds']} s, {result['rows_per_s']} rows/s, "
-                f"peak RSS {result['rss_peak_mib']} MiB (baseline {result['rss_baseline_mib']})"
+                f"peak RSS {result['rss_peak_mib']} MiB (baseline {result['rss_baseline_mib']}), "
+                f"server CPU {result['server_cpu_s']} s, load before {load}"
             )
     return results
 
 
 def profile(size: int, work: Path) -> str:
-    """The importer in-process under cProfile on ``size`` rows; returns the pstats summary."""
+    """The importer in-process on ``size`` rows, in a session scoped as the API scopes it, under
+    cProfile, with the time of each SQL statement kind; returns the summary."""
+    from sqlalchemy import event
+
     from campaigns.contacts.importer import import_contacts
     from campaigns.crypto import AddressCipher
-    from campaigns.db import make_engine, make_sessionmaker, unit_of_work
+    from campaigns.db import make_engine, make_sessionmaker, scope_session, unit_of_work
     from campaigns.settings import Settings
 
     path = work / f"profile-{size}.csv"
     write_csv(path, contact_rows(size, seed=SEED))
+    sql: dict[str, list[float]] = {}
+    profiler = cProfile.Profile()
     with bench_database() as url:
         tenant = make_tenant(url)
         engine = make_engine(url)
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _started(conn: Any, *args: Any) -> None:
+            conn.info["bench_started"] = time.perf_counter()
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def _ended(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            kind = " ".join(statement.split())[:60]
+            sql.setdefault(kind, []).append(time.perf_counter() - conn.info["bench_started"])
+
         cipher = AddressCipher.from_settings(Settings(database_url=url))
-        profiler = cProfile.Profile()
         try:
             with unit_of_work(make_sessionmaker(engine)) as session, path.open("rb") as stream:
+                scope_session(session, tenant.organization_id)
                 start = time.perf_counter()
                 profiler.enable()
                 import_contacts(
-                    session,
-                    cipher=cipher,
-                    organization_id=tenant.organization_id,
-                    stream=stream,
+                    session, cipher=cipher, organization_id=tenant.organization_id, stream=stream
                 )
                 profiler.disable()
                 seconds = time.perf_counter() - start
         finally:
             engine.dispose()
     out = io.StringIO()
-    out.write(f"{size} rows in-process: {seconds:.2f} s ({size / seconds:.0f} rows/s)\n")
+    out.write(f"{size} rows in-process under cProfile: {seconds:.2f} s\n\n")
+    out.write(
+        "SQL by statement (seconds in cursor.execute, calls, first and slowest call in ms):\n"
+    )
+    for kind, times in sorted(sql.items(), key=lambda kv: -sum(kv[1])):
+        first, slowest = times[0] * 1000, max(times) * 1000
+        out.write(f"{sum(times):8.2f} s {len(times):5}  {first:7.1f} {slowest:7.1f}  {kind}\n")
     stats = pstats.Stats(profiler, stream=out).strip_dirs()
-    stats.sort_stats("tottime").print_stats(20)
-    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats("tottime").print_stats(15)
+    stats.sort_stats("cumulative").print_stats(25)
     return out.getvalue()
 
 
@@ -144,7 +169,18 @@ def main() -> None:
         results = measure(sizes, Path(tmp))
     print("\nContact import (POST /v1/contacts/import, PostgreSQL, one server per size)")
     print_table(
-        ["rows", "MiB", "s", "rows/s", "created", "merged", "rejected", "RSS base", "RSS peak"],
+        [
+            "rows",
+            "MiB",
+            "s",
+            "rows/s",
+            "created",
+            "merged",
+            "rejected",
+            "RSS base",
+            "RSS peak",
+            "server CPU s",
+        ],
         [
             [
                 r["rows"],
@@ -156,6 +192,7 @@ def main() -> None:
                 r["rejected"],
                 r["rss_baseline_mib"],
                 r["rss_peak_mib"],
+                r["server_cpu_s"],
             ]
             for r in results
         ],

@@ -21,19 +21,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from campaigns import audit
 from campaigns.communities import Community
+from campaigns.contacts import import_sql
 from campaigns.contacts.models import (
     Channel,
-    ConsentEvent,
-    ConsentSource,
     ConsentState,
     Contact,
-    ContactCommunity,
 )
 from campaigns.crypto import AddressCipher
 from campaigns.errors import InvalidInput, TooLarge
@@ -275,17 +273,8 @@ def _batches(rows: Iterable[_Row], size: int) -> Iterator[list[_Row]]:
         yield batch
 
 
-def _write_batch(
-    session: Session,
-    batch: list[_Row],
-    report: ImportReport,
-    *,
-    organization_id: int,
-    channel: Channel,
-    by_id: dict[int, Community],
-    now: dt.datetime,
-) -> None:
-    # Merge duplicates inside the batch first: one row per number.
+def _merge_in_batch(batch: list[_Row], report: ImportReport) -> dict[str, _Row]:
+    """One row per number: later rows add communities and may set language and consent."""
     merged: dict[str, _Row] = {}
     for row in batch:
         first = merged.get(row.address_hash)
@@ -296,118 +285,105 @@ def _write_batch(
         first.community_ids |= row.community_ids
         first.language = row.language or first.language
         first.consent = row.consent if row.consent is not None else first.consent
+    return merged
 
-    existing: dict[str, tuple[int, ConsentState]] = {
-        h: (cid, consent)
-        for h, cid, consent in session.execute(
-            select(Contact.address_hash, Contact.id, Contact.consent).where(
-                Contact.organization_id == organization_id,
-                Contact.channel == channel,
-                Contact.address_hash.in_(list(merged)),
+
+def _state_of(row: _Row) -> ConsentState:
+    if row.consent is None:
+        return ConsentState.unknown
+    return ConsentState.opted_in if row.consent else ConsentState.opted_out
+
+
+def _write_batch(
+    session: Session,
+    batch: list[_Row],
+    report: ImportReport,
+    *,
+    organization_id: int,
+    channel: Channel,
+    by_id: dict[int, Community],
+    now: dt.datetime,
+) -> None:
+    """Insert new numbers (consent set in the insert), then merge into the known ones.
+
+    The SQL lives in ``import_sql``: array parameters on PostgreSQL (one statement per step,
+    one index probe per number), plain multi-row statements elsewhere.
+    """
+    sql = import_sql.for_session(session)
+    merged = _merge_in_batch(batch, report)
+
+    def language_of(r: _Row) -> str:
+        if r.language is not None:
+            return r.language
+        if r.community_ids:
+            return by_id[min(r.community_ids)].default_language
+        return default_language_for_country(r.country)
+
+    rows = list(merged.values())
+    ids = sql.insert_new(
+        session,
+        organization_id=organization_id,
+        channel=channel,
+        now=now,
+        rows=[
+            import_sql.NewContact(
+                ciphertext=r.ciphertext,
+                address_hash=r.address_hash,
+                country=r.country,
+                language=language_of(r),
+                consent=_state_of(r),
             )
-        )
-        if h is not None
-    }
-    new_rows = [r for h, r in merged.items() if h not in existing]
-    ids: dict[str, int] = {h: cid for h, (cid, _) in existing.items()}
-    if new_rows:
-        values = []
-        for r in new_rows:
-            language = r.language
-            if language is None:
-                first_community = min(r.community_ids) if r.community_ids else None
-                language = (
-                    by_id[first_community].default_language
-                    if first_community is not None
-                    else default_language_for_country(r.country)
-                )
-            values.append(
-                {
-                    "organization_id": organization_id,
-                    "channel": channel,
-                    "address_ciphertext": r.ciphertext,
-                    "address_hash": r.address_hash,
-                    "country": r.country,
-                    "language": language,
-                    "consent": ConsentState.unknown,
-                    "is_simulated": False,
-                    "erased": False,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        returned = session.execute(
-            insert(Contact).returning(Contact.address_hash, Contact.id), values
-        )
-        for h, cid in returned:
-            if h is not None:
-                ids[h] = cid
-        report.created += len(new_rows)
+            for r in rows
+        ],
+    )
+    report.created += len(ids)
+    events: list[tuple[int, ConsentState]] = []
+    for h, cid in ids.items():
+        state = _state_of(merged[h])
+        if state != ConsentState.unknown:
+            events.append((cid, state))
+            if state == ConsentState.opted_in:
+                report.opted_in += 1
+            else:
+                report.opted_out += 1
+
+    rest = [h for h in merged if h not in ids]
+    existing = (
+        sql.lookup(session, organization_id=organization_id, channel=channel, hashes=rest)
+        if rest
+        else {}
+    )
+    for h, (cid, _) in existing.items():
+        ids[h] = cid
     report.merged += len(existing)
 
-    # Language given for known contacts: one executemany (Core, not ORM bulk-by-primary-key).
-    lang_updates = [
-        {"b_id": ids[h], "b_language": r.language}
-        for h, r in merged.items()
-        if h in existing and r.language
+    languages = [
+        (cid, merged[h].language) for h, (cid, _) in existing.items() if merged[h].language
     ]
-    if lang_updates:
-        session.connection().execute(
-            update(_CONTACT_TABLE)
-            .where(_CONTACT_TABLE.c.id == bindparam("b_id"))
-            .values(language=bindparam("b_language"), updated_at=now),
-            lang_updates,
-        )
+    if languages:
+        sql.update_languages(session, pairs=languages, now=now)  # type: ignore[arg-type]
 
-    # Consent: an import opts in only contacts who never opted out.
-    consent_changes: list[tuple[int, ConsentState]] = []
-    for h, r in merged.items():
-        if r.consent is None:
-            continue
-        current = existing[h][1] if h in existing else ConsentState.unknown
-        target = ConsentState.opted_in if r.consent else ConsentState.opted_out
-        if target == current:
+    # An import opts in only contacts who never opted out: a person's STOP wins over a list.
+    changes: dict[ConsentState, list[int]] = {ConsentState.opted_in: [], ConsentState.opted_out: []}
+    for h, (cid, current) in existing.items():
+        target = _state_of(merged[h])
+        if target in (ConsentState.unknown, current):
             continue
         if target == ConsentState.opted_in and current == ConsentState.opted_out:
             report.kept_opted_out += 1
             continue
-        consent_changes.append((ids[h], target))
-    for state in (ConsentState.opted_in, ConsentState.opted_out):
-        changed = [cid for cid, s in consent_changes if s == state]
+        changes[target].append(cid)
+    for state, changed in changes.items():
         if not changed:
             continue
-        session.execute(
-            update(Contact)
-            .where(Contact.id.in_(changed))
-            .values(consent=state, consent_changed_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        session.execute(
-            insert(ConsentEvent),
-            [
-                {
-                    "organization_id": organization_id,
-                    "contact_id": cid,
-                    "state": state,
-                    "source": ConsentSource.import_,
-                    "detail": "",
-                    "created_at": now,
-                }
-                for cid in changed
-            ],
-        )
+        sql.update_consent(session, ids=changed, state=state, now=now)
+        events.extend((cid, state) for cid in changed)
         if state == ConsentState.opted_in:
             report.opted_in += len(changed)
         else:
             report.opted_out += len(changed)
-
-    memberships = [
-        {"contact_id": ids[h], "community_id": c, "joined_at": now}
-        for h, r in merged.items()
-        for c in sorted(r.community_ids)
-    ]
+    if events:
+        sql.insert_events(session, organization_id=organization_id, events=events, now=now)
+    memberships = [(ids[h], c) for h, r in merged.items() for c in sorted(r.community_ids)]
     if memberships:
-        stmt = _insert(session)(ContactCommunity).on_conflict_do_nothing(
-            index_elements=["contact_id", "community_id"]
-        )
-        session.execute(stmt, memberships)
+        sql.insert_memberships(session, pairs=memberships, now=now)
