@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed-$(LOCK_HASH)
 PRISM := tools/prism/node_modules/.bin/prism
 
 .PHONY: setup prism run test lint typecheck bench clean
+.PHONY: bot-setup bot-train bot-validate bot-test-nlu
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Faro needs Python 3.11, found " + sys.version' 
@@ -20,7 +21,7 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-setup: $(STAMP)
+setup: $(STAMP) bot-setup
 
 # Prism serves Twilio's OpenAPI spec to the contract test; needs Node >= 20 and npm.
 # Installed when missing, and again when the lock file changes (a new pin).
@@ -40,7 +41,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy api campaigns workers tests bench
 
-test: setup prism lint typecheck
+test: setup prism lint typecheck bot-train bot-validate bot-test-nlu
 	$(BIN)/pytest
 
 bench: setup
@@ -48,3 +49,39 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache tools/prism/node_modules
+
+# --- The assistant (bot/): Rasa 3.6 in its own Python 3.10 environment -----------------------
+# Python 3.10: `python3.10` if it runs, else a pyenv 3.10, else one installed by uv.
+BOT_VENV := bot/.venv
+BOT_BIN := $(BOT_VENV)/bin
+BOT_STAMP := $(BOT_VENV)/.installed-$(shell sha1sum bot/requirements.lock | cut -c1-12)
+export RASA_TELEMETRY_ENABLED := false
+
+$(BOT_STAMP): bot/requirements.lock
+	@set -e; \
+	if python3.10 -c 'import sys' >/dev/null 2>&1; then py=$$(command -v python3.10); \
+	else py=$$(ls -d $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n1); \
+	  if [ -z "$$py" ] || ! "$$py" -c 'import sys' >/dev/null 2>&1; then \
+	    uv python install 3.10 && py=$$(uv python find 3.10); fi; fi; \
+	echo "bot: Python $$py"; \
+	test -x $(BOT_BIN)/python || "$$py" -m venv $(BOT_VENV)
+	$(BOT_BIN)/python -m pip install -q --upgrade pip
+	$(BOT_BIN)/pip install -q -r bot/requirements.lock
+	rm -f $(BOT_VENV)/.installed-*
+	touch $@
+
+bot-setup: $(BOT_STAMP)
+
+# Trains only when no cached model matches config, domain, data and Rasa version.
+bot-train: bot-setup
+	bot/scripts/train_cached.sh
+
+bot-validate: bot-setup
+	cd bot && .venv/bin/rasa data validate --config config.yml --domain domain.yml --data data \
+	  --fail-on-warnings
+
+# Held-out questions the model never saw; fails below macro-F1 0.90 over the topic intents.
+bot-test-nlu: bot-train
+	$(BOT_BIN)/rasa test nlu --nlu bot/tests/nlu_heldout.yml --model bot/models/current.tar.gz \
+	  --out var/nlu-results
+	$(BOT_BIN)/python bot/scripts/quality_gate.py var/nlu-results/intent_report.json

@@ -17,6 +17,7 @@ from api.middleware import RequestContextMiddleware
 from api.routes import (
     assistant,
     audit,
+    campaigns,
     communities,
     contacts,
     health,
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
         tokens,
         communities,
         contacts,
+        campaigns,
         knowledge,
         senders,
         messages,

@@ -14,11 +14,22 @@ from campaigns.db import Base
 from campaigns.knowledge.models import Hotline, InfoHub, KnowledgeEntry, KnowledgeRevision
 from campaigns.messaging.models import Message, MessageStatusEvent, Sender
 from campaigns.organizations.models import ApiToken, Organization, User
+from campaigns.outreach.models import (
+    Campaign,
+    CampaignCommunity,
+    CampaignContent,
+    CampaignRun,
+    PollOption,
+)
 
 __all__ = [
     "ApiToken",
     "AuditEvent",
     "Base",
+    "Campaign",
+    "CampaignCommunity",
+    "CampaignContent",
+    "CampaignRun",
     "Community",
     "ConsentEvent",
     "Contact",
@@ -33,6 +44,7 @@ __all__ = [
     "Message",
     "MessageStatusEvent",
     "Organization",
+    "PollOption",
     "Sender",
     "Turn",
     "UnansweredQuestion",

@@ -236,8 +236,8 @@ class _Generic:
             .on_conflict_do_nothing(index_elements=["organization_id", "channel", "address_hash"])
             .returning(_CONTACT.c.address_hash, _CONTACT.c.id)
         )
-        rows = session.connection().execute(stmt)
-        return {h: cid for h, cid in rows}  # noqa: C416 - see above
+        inserted = session.connection().execute(stmt)
+        return {h: cid for h, cid in inserted}  # noqa: C416 - see above
 
     def lookup(
         self, session: Session, *, organization_id: int, channel: Channel, hashes: Sequence[str]

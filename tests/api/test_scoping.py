@@ -20,6 +20,16 @@ from campaigns.knowledge.models import Hotline, InfoHub, KnowledgeEntry, Knowled
 from campaigns.messaging.models import Sender
 from campaigns.messaging.senders import create_sender
 from campaigns.organizations.models import ApiToken, Organization, Role, User
+from campaigns.outreach import lifecycle
+from campaigns.outreach.models import (
+    Campaign,
+    CampaignCommunity,
+    CampaignContent,
+    CampaignKind,
+    CampaignRun,
+    PollOption,
+)
+from tests.campaigns_engine.factories import NOW, approved, make_campaign
 from tests.factories import (
     auth,
     make_community,
@@ -118,6 +128,37 @@ ATTACKS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/info-hubs/{hub_id}"): {},
     ("PATCH", "/v1/info-hubs/{hub_id}"): {"json": {"name": "Renamed by B"}},
     ("DELETE", "/v1/info-hubs/{hub_id}"): {},
+    ("GET", "/v1/campaigns"): {},
+    ("POST", "/v1/campaigns"): {
+        "json": {
+            "name": "Hijack",
+            "topic": "scams_fraud",
+            "kind": "announcement",
+            "community_ids": ["{community_id}"],
+        }
+    },
+    ("GET", "/v1/campaigns/{campaign_id}"): {},
+    ("PATCH", "/v1/campaigns/{campaign_id}"): {"json": {"name": "Renamed by B"}},
+    ("DELETE", "/v1/campaigns/{campaign_id}"): {},
+    ("GET", "/v1/campaigns/{campaign_id}/content"): {},
+    ("PUT", "/v1/campaigns/{campaign_id}/content"): {
+        "json": [{"language": "es", "sms_text": "Changed by B"}]
+    },
+    ("GET", "/v1/campaigns/{campaign_id}/options"): {},
+    ("PUT", "/v1/campaigns/{campaign_id}/options"): {
+        "json": [{"number": 1, "labels": {"es": "B"}}, {"number": 2, "labels": {"es": "C"}}]
+    },
+    ("GET", "/v1/campaigns/{campaign_id}/targets"): {},
+    ("PUT", "/v1/campaigns/{campaign_id}/targets"): {"json": {"community_ids": []}},
+    ("POST", "/v1/campaigns/{campaign_id}/submit"): {},
+    ("POST", "/v1/campaigns/{campaign_id}/approve"): {},
+    ("POST", "/v1/campaigns/{campaign_id}/schedule"): {},
+    ("POST", "/v1/campaigns/{campaign_id}/pause"): {},
+    ("POST", "/v1/campaigns/{campaign_id}/resume"): {},
+    ("POST", "/v1/campaigns/{campaign_id}/cancel"): {},
+    ("GET", "/v1/campaigns/{campaign_id}/runs"): {},
+    ("GET", "/v1/campaigns/{campaign_id}/preview"): {},
+    ("GET", "/v1/campaigns/{campaign_id}/schedule-preview"): {},
 }
 
 
@@ -147,6 +188,8 @@ def _snapshot(db: Session, org_id: int) -> list[Any]:
         KnowledgeRevision,
         Hotline,
         InfoHub,
+        Campaign,
+        CampaignRun,
     ):
         stmt = select(model)
         if model is Organization:
@@ -163,6 +206,13 @@ def _snapshot(db: Session, org_id: int) -> list[Any]:
     rows.append(
         sorted(db.execute(select(ContactCommunity.contact_id, ContactCommunity.community_id)).all())
     )
+    for child in (CampaignCommunity, CampaignContent, PollOption):
+        rows.append(
+            sorted(
+                tuple(getattr(obj, c.key) for c in child.__mapper__.column_attrs)
+                for obj in db.scalars(select(child))
+            )
+        )
     return rows
 
 
@@ -200,6 +250,16 @@ def test_another_organization_can_neither_see_nor_change_anything(
     handover_a = Handover(organization_id=org_a.id, contact_id=contact_a.id, language="es")
     db.add(handover_a)
     db.flush()
+    campaign_a = make_campaign(
+        db,
+        org=org_a,
+        author=admin_a,
+        communities=[community_a],
+        kind=CampaignKind.poll,
+        name="Encuesta reservada de Alfa",
+    )
+    approved(db, campaign_a, org=org_a)
+    lifecycle.schedule_campaign(db, campaign_a.id, now=NOW)
 
     org_b = make_organization(db, name="Bravo")
     token_b = make_token(db, user=make_user(db, org=org_b, role=Role.admin))
@@ -220,11 +280,20 @@ def test_another_organization_can_neither_see_nor_change_anything(
         "hotline_id": hotline_a.id,
         "hotline_number": hotline_a.number,
         "hub_id": hub_a.id,
+        "campaign_id": campaign_a.id,
         "phone": phone_a,
         "new_phone": random_mobile(),
     }
     # (B may name a community like A's: names are unique per organization only.)
-    secrets_of_a = [org_a.name, admin_a.email, phone_a, token_a.prefix, entry_a.body, hub_a.name]
+    secrets_of_a = [
+        org_a.name,
+        admin_a.email,
+        phone_a,
+        token_a.prefix,
+        entry_a.body,
+        hub_a.name,
+        campaign_a.name,
+    ]
     for (method, path), kwargs in ATTACKS.items():
         request = _fill(kwargs, ids)
         headers = {**auth(token_b), **request.pop("headers", {})}
