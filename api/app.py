@@ -22,6 +22,7 @@ from api.routes import (
     contacts,
     health,
     knowledge,
+    links,
     messages,
     organizations,
     senders,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
         audit,
         webhooks,
         simulator,
+        links,
     ):
         app.include_router(module.router)
 

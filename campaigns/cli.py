@@ -29,11 +29,13 @@ admin_app = typer.Typer(help="Organizations and administrators.", no_args_is_hel
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 sender_app = typer.Typer(help="Twilio numbers (senders).", no_args_is_help=True)
+campaign_app = typer.Typer(help="Campaigns: list, pause, resume, cancel.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(token_app, name="token")
 app.add_typer(demo_app, name="demo")
 app.add_typer(sender_app, name="sender")
+app.add_typer(campaign_app, name="campaign")
 
 
 def _settings() -> Settings:
@@ -212,6 +214,63 @@ def sender_add(
     typer.echo(
         f"sender {sender.id}: {sender.channel.value} {sender.address} at {sender.rate_per_second}/s"
     )
+
+
+@campaign_app.command("list")
+def campaign_list(
+    organization: Annotated[str, typer.Option(help="Organization name")],
+) -> None:
+    """List an organization's campaigns, newest first."""
+    from campaigns.outreach.models import Campaign
+
+    settings = _settings()
+    with _session(settings) as session:
+        org = session.scalar(select(Organization).where(Organization.name == organization))
+        if org is None:
+            typer.secho(f"error: no organization {organization!r}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(code=2)
+        found = session.scalars(
+            select(Campaign)
+            .where(Campaign.organization_id == org.id)
+            .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+        ).all()
+        for c in found:
+            paused = " (paused)" if c.paused else ""
+            typer.echo(f"{c.id}\t{c.status.value}{paused}\t{c.kind.value}\tv{c.version}\t{c.name}")
+    if not found:
+        typer.echo("no campaigns")
+
+
+def _move(campaign_id: int, verb: str) -> None:
+    from campaigns.outreach import lifecycle
+
+    change = {
+        "pause": lifecycle.pause_campaign,
+        "resume": lifecycle.resume_campaign,
+        "cancel": lifecycle.cancel_campaign,
+    }[verb]
+    settings = _settings()
+    with _session(settings) as session:
+        campaign = change(session, campaign_id)
+    typer.echo(f"campaign {campaign.id}: {campaign.status.value}")
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Stop sending now, including messages already queued."""
+    _move(campaign_id, "pause")
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Resume a paused campaign."""
+    _move(campaign_id, "resume")
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Cancel a campaign for good; its pending runs are cancelled."""
+    _move(campaign_id, "cancel")
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:

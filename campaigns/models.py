@@ -14,10 +14,12 @@ from campaigns.db import Base
 from campaigns.knowledge.models import Hotline, InfoHub, KnowledgeEntry, KnowledgeRevision
 from campaigns.messaging.models import Message, MessageStatusEvent, Sender
 from campaigns.organizations.models import ApiToken, Organization, User
+from campaigns.outreach.engagement import LinkClick, PollResponse, TrackedLink
 from campaigns.outreach.models import (
     Campaign,
     CampaignCommunity,
     CampaignContent,
+    CampaignDelivery,
     CampaignRun,
     PollOption,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "Campaign",
     "CampaignCommunity",
     "CampaignContent",
+    "CampaignDelivery",
     "CampaignRun",
     "Community",
     "ConsentEvent",
@@ -41,11 +44,14 @@ __all__ = [
     "InfoHub",
     "KnowledgeEntry",
     "KnowledgeRevision",
+    "LinkClick",
     "Message",
     "MessageStatusEvent",
     "Organization",
     "PollOption",
+    "PollResponse",
     "Sender",
+    "TrackedLink",
     "Turn",
     "UnansweredQuestion",
     "User",

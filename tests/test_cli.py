@@ -70,3 +70,59 @@ def test_upgrade_admin_token_and_demo(sqlite_env: str, tmp_path: Path) -> None:
         vias = set(session.scalars(select(AuditEvent.via)))
         assert vias == {"cli"}
     engine.dispose()
+
+
+def test_campaign_list_pause_resume_cancel(sqlite_env: str) -> None:
+    from campaigns.outreach import lifecycle
+    from campaigns.outreach.models import Campaign, CampaignStatus
+    from tests.campaigns_engine.factories import NOW, approved, make_campaign
+    from tests.factories import make_community, make_organization, make_user
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    engine = make_engine(sqlite_env)
+    with make_sessionmaker(engine)() as session:
+        org = make_organization(session, name="ONG Faro")
+        author = make_user(session, org=org)
+        place = make_community(session, org=org, name="Tapachula")
+        campaign = make_campaign(session, org=org, author=author, communities=[place])
+        draft = make_campaign(session, org=org, author=author, name="Borrador")
+        approved(session, campaign, org=org)
+        lifecycle.schedule_campaign(session, campaign.id, now=NOW)
+        session.commit()
+        ids = campaign.id, draft.id
+
+    listed = runner.invoke(app, ["campaign", "list", "--organization", "ONG Faro"])
+    assert listed.exit_code == 0, listed.output
+    assert f"{ids[0]}\tscheduled\tannouncement" in listed.output
+    assert f"{ids[1]}\tdraft\tannouncement\tv2\tBorrador" in listed.output
+    unknown = runner.invoke(app, ["campaign", "list", "--organization", "Nadie"])
+    assert unknown.exit_code == 2
+
+    paused = runner.invoke(app, ["campaign", "pause", str(ids[0])])
+    assert paused.exit_code == 0 and "paused" in paused.output, paused.output
+    assert (
+        "(paused)" in runner.invoke(app, ["campaign", "list", "--organization", "ONG Faro"]).output
+    )
+    resumed = runner.invoke(app, ["campaign", "resume", str(ids[0])])
+    assert resumed.exit_code == 0 and "scheduled" in resumed.output, resumed.output
+    wrong = runner.invoke(app, ["campaign", "pause", str(ids[1])])
+    assert wrong.exit_code == 2 and "cannot pause" in wrong.output
+    missing = runner.invoke(app, ["campaign", "cancel", "999999"])
+    assert missing.exit_code == 2 and "not found" in missing.output
+    cancelled = runner.invoke(app, ["campaign", "cancel", str(ids[0])])
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
+
+    with make_sessionmaker(engine)() as session:
+        assert session.get(Campaign, ids[0]).status == CampaignStatus.cancelled  # type: ignore[union-attr]
+        moves = session.execute(
+            select(AuditEvent.action, AuditEvent.via).where(
+                AuditEvent.action.in_(["campaign.pause", "campaign.resume", "campaign.cancel"])
+            )
+        ).all()
+        assert sorted(moves) == [
+            ("campaign.cancel", "cli"),
+            ("campaign.pause", "cli"),
+            ("campaign.resume", "cli"),
+        ]
+    engine.dispose()

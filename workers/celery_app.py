@@ -52,6 +52,13 @@ def make_celery(settings: Settings | None = None) -> Celery:
                 "schedule": 30.0,
                 "options": {"queue": "conversation"},
             },
+            # On the conversation queue: behind a campaign's thousands of bulk sends a tick
+            # would wait minutes; it is short, and a late one expires instead of piling up.
+            "campaigns.tick": {
+                "task": "campaigns.tick",
+                "schedule": 15.0,
+                "options": {"queue": "conversation", "expires": 15},
+            },
         },
         timezone="UTC",
     )

@@ -7,6 +7,7 @@ claims only ``pending`` rows), so a redelivery after a crash does nothing harmfu
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +21,7 @@ from campaigns.messaging import conversation, reaper
 from campaigns.messaging.dispatch import send_batch
 from campaigns.messaging.ratelimit import RateLimiter
 from campaigns.messaging.twilio_gateway import Gateway, SimulatorGateway, TwilioGateway
+from campaigns.outreach import engine
 from campaigns.settings import get_settings
 from workers.celery_app import app
 
@@ -92,3 +94,20 @@ def reap() -> dict[str, int]:
     """Re-publish work a lost task left behind (runs every 30 s from beat)."""
     factory, _, _ = _resources()
     return reaper.reap(factory)
+
+
+@app.task(name="campaigns.tick", acks_late=True)
+def campaigns_tick() -> dict[str, int]:
+    """Plan and dispatch due campaign runs (every 15 s from beat; one at a time by lock)."""
+    settings = get_settings()
+    factory, _, _ = _resources()
+    if not settings.redis_url:
+        return vars(engine.tick(factory, public_url=get_settings().public_url))
+    lock = redis.Redis.from_url(settings.redis_url).lock("faro:tick", timeout=60, blocking=False)
+    if not lock.acquire():
+        return {}
+    try:
+        return vars(engine.tick(factory, public_url=get_settings().public_url))
+    finally:
+        with suppress(redis.RedisError):
+            lock.release()

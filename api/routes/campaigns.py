@@ -16,9 +16,10 @@ from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from api.deps import ManagerDep, PrincipalDep, SessionDep
+from api.deps import CipherDep, ManagerDep, PrincipalDep, SessionDep
 from campaigns.db import utcnow
-from campaigns.outreach import editing, lifecycle, preview, runs
+from campaigns.organizations.models import Role
+from campaigns.outreach import editing, lifecycle, links, polls, preview, runs, trial
 from campaigns.outreach.models import (
     Campaign,
     CampaignContent,
@@ -414,6 +415,87 @@ def get_schedule_preview(
         )
         for c in result
     ]
+
+
+# --- results and tests ------------------------------------------------------------------------
+
+
+class PollCommunityOut(BaseModel):
+    community_id: int | None = Field(description="null: contacts no longer in a target community")
+    name: str | None
+    counts: dict[int, int | str] = Field(description='option number → people, or "<5"')
+
+
+class PollResultsOut(BaseModel):
+    campaign_id: int
+    options: list[OptionOut]
+    communities: list[PollCommunityOut]
+    suppressed: bool = Field(description='cells under 5 people shown as "<5" (non-admins)')
+
+
+@router.get("/{campaign_id}/poll-results")
+def get_poll_results(
+    campaign_id: int, session: SessionDep, principal: PrincipalDep
+) -> PollResultsOut:
+    result = polls.poll_results(session, campaign_id, exact=principal.role == Role.admin)
+    return PollResultsOut(
+        campaign_id=result.campaign_id,
+        options=[OptionOut.of(o) for o in result.options],
+        communities=[
+            PollCommunityOut(community_id=c.community_id, name=c.name, counts=c.counts)
+            for c in result.communities
+        ],
+        suppressed=result.suppressed,
+    )
+
+
+class LinkOut(BaseModel):
+    code: str
+    url: str
+    community_id: int
+    clicks: int
+    preview_fetches: int = Field(description="link previews and bots, not people")
+    created_at: dt.datetime
+
+
+@router.get("/{campaign_id}/links")
+def get_links(campaign_id: int, session: SessionDep, principal: PrincipalDep) -> list[LinkOut]:
+    return [
+        LinkOut.model_validate(s, from_attributes=True)
+        for s in links.link_stats(session, campaign_id)
+    ]
+
+
+class TestSendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: str = Field(min_length=3, max_length=32, description="E.164")
+    channel: str = Field(description="whatsapp or sms")
+    language: Language
+
+
+class TestSendOut(BaseModel):
+    message_id: int
+    channel: str
+    kind: str
+
+
+@router.post("/{campaign_id}/test-send", status_code=status.HTTP_202_ACCEPTED)
+def test_send(
+    campaign_id: int,
+    body: TestSendIn,
+    session: SessionDep,
+    principal: ManagerDep,
+    cipher: CipherDep,
+) -> TestSendOut:
+    message = trial.send_test(
+        session,
+        cipher=cipher,
+        campaign_id=campaign_id,
+        phone=body.phone,
+        channel=body.channel,
+        language=body.language,
+    )
+    return TestSendOut(message_id=message.id, channel=message.channel.value, kind=message.kind)
 
 
 def _run_time(t: RunTime, timezone: str) -> RunTimeOut:

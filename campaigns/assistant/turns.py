@@ -3,7 +3,8 @@
 Two entry points share the same rules:
 
 - ``before_assistant`` runs first, in the conversation task.  It answers what needs no language
-  model — an open handover (the assistant stays silent), media, the MENU / IDIOMA / PERSONA
+  model — an open handover (the assistant stays silent), media, a reply to a poll the contact
+  received (``outreach.polls``: counted and thanked), the MENU / IDIOMA / PERSONA
   commands, and bare replies to the assistant's own questions ("2" after the topic menu, "1"
   after "was this useful?") — or returns the text to send to Rasa (a menu number becomes
   Rasa's ``/intent`` trigger).
@@ -44,6 +45,7 @@ from campaigns.knowledge.hotlines import hotlines_for
 from campaigns.knowledge.hubs import hubs_for
 from campaigns.messaging.models import Message, Purpose, Sender
 from campaigns.messaging.outbound import queue_text
+from campaigns.outreach import polls
 from campaigns.topics import SAFETY_TOPICS, TOPICS
 
 SESSION_GAP = dt.timedelta(hours=1)
@@ -166,8 +168,18 @@ def before_assistant(session: Session, ctx: Context) -> Reply | str:
         return _hubs_reply(session, ctx, intent="location")
     if not body:
         return Reply([texts.say("media_only", language)], source="media", answered=False)
-    word = normalize(body)
     awaiting = ctx.state.awaiting
+    if ctx.message.kind == "text":
+        answer = polls.record_poll_reply(
+            session,
+            contact=ctx.contact,
+            message=ctx.message,
+            now=ctx.message.created_at,
+            asked_since=ctx.state.last_turn_at if awaiting is not None else None,
+        )
+        if answer is not None:
+            return Reply([answer.thanks], source="poll")
+    word = normalize(body)
     if word in _MENU:
         return Reply([texts.topic_menu(language)], source="menu", awaiting=Awaiting.menu)
     if word in _LANGUAGE:

@@ -8,7 +8,11 @@
 2. **Re-check** each claimed message at send time: the contact not erased; campaign messages
    only to contacts who opted in; WhatsApp free text only inside the 24-hour window since the
    contact last wrote (outside it the message's approved template goes instead, or the message
-   fails with 63016 without calling Twilio).
+   fails with 63016 without calling Twilio).  Campaign messages also ask
+   ``campaigns.outreach.sendcheck`` (one query per batch): a paused campaign's message is
+   refused and its delivery waits for resume, a stale one (campaign edited, cancelled) is
+   refused for good, and one whose community is in quiet hours goes back to ``pending`` and is
+   re-published for the end of the window — deferred, never dropped.
 3. **Submit** concurrently (asyncio), each after taking a token from its sender's rate limit
    (shared by every worker through Redis).
 4. **Record** every outcome in one transaction: accepted → Twilio's SID and status (never
@@ -44,6 +48,7 @@ from campaigns.messaging.twilio_gateway import (
     SubmitResult,
 )
 from campaigns.outbox import publish_after_commit
+from campaigns.outreach.sendcheck import Hold, campaign_holds
 
 log = get_logger(__name__)
 
@@ -54,6 +59,8 @@ CONCURRENCY = 64
 REFUSED_ERASED = 1
 REFUSED_NO_CONSENT = 2
 REFUSED_GAVE_UP = 3
+REFUSED_PAUSED = 4
+REFUSED_STALE = 5
 
 
 @dataclass
@@ -75,6 +82,7 @@ class _Item:
     request: OutboundRequest | None = None
     refused_code: int | None = None
     result: SubmitResult | None = None
+    defer_until: dt.datetime | None = None
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
@@ -135,6 +143,18 @@ def _prepare(item: _Item, *, cipher: AddressCipher, public_url: str, now: dt.dat
     )
 
 
+def _hold(item: _Item, hold: Hold | None) -> bool:
+    if hold is None:
+        return False
+    if hold.stale:
+        item.refused_code = REFUSED_STALE
+    elif hold.paused:
+        item.refused_code = REFUSED_PAUSED
+    else:
+        item.defer_until = hold.quiet_until
+    return True
+
+
 async def send_batch(
     *,
     factory: sessionmaker[Session],
@@ -163,9 +183,13 @@ async def send_batch(
             .where(Message.id.in_(claimed))
         ).all()
         items = [_Item(message=m, contact=c, sender=s) for m, c, s in rows]
+        holds = campaign_holds(
+            session, [i.message.id for i in items if i.message.purpose == Purpose.campaign], now=now
+        )
         session.expunge_all()
     for item in items:
-        _prepare(item, cipher=cipher, public_url=public_url, now=now)
+        if not _hold(item, holds.get(item.message.id)):
+            _prepare(item, cipher=cipher, public_url=public_url, now=now)
 
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
@@ -238,7 +262,23 @@ def _set_status(
 def _record(session: Session, item: _Item, report: DispatchReport, now: dt.datetime) -> None:
     message = item.message
     finished = False
-    if item.refused_code is not None:
+    if item.defer_until is not None:
+        # Not an attempt: hand the claim back and come back when the quiet hours end.
+        session.execute(
+            update(Message)
+            .where(Message.id == message.id, Message.status == MessageStatus.submitting)
+            .values(
+                status=MessageStatus.pending,
+                status_rank=MessageStatus.pending.rank,
+                attempts=Message.attempts - 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        delay = (item.defer_until - now).total_seconds() + random.uniform(0, 30)
+        publish_after_commit(session, "messages.send", [message.id], queue="bulk", countdown=delay)
+        report.retried += 1
+    elif item.refused_code is not None:
         _set_status(
             session, message.id, MessageStatus.failed, error_code=item.refused_code, now=now
         )

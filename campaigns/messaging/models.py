@@ -123,6 +123,7 @@ class Message(OrgScoped, Base):
     __table_args__ = (
         Index("ix_message_contact_created", "contact_id", "created_at"),
         Index("ix_message_status_created", "status", "created_at"),
+        Index("ix_message_campaign", "campaign_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -166,6 +167,10 @@ class Message(OrgScoped, Base):
     # Erasure confirmations: erase the contact once this message has left.
     then_erase: Mapped[bool] = mapped_column(Boolean, default=False)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Outbound campaign and test messages: the campaign they came from (poll replies find it).
+    campaign_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("campaign.id", ondelete="SET NULL"), default=None
+    )
     segments: Mapped[int | None] = mapped_column(Integer, default=None)
     price: Mapped[Decimal | None] = mapped_column(Numeric(10, 5), default=None)
     price_unit: Mapped[str | None] = mapped_column(String(3), default=None)

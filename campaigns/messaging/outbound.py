@@ -32,6 +32,7 @@ def queue_text(
     now: dt.datetime | None = None,
     then_erase: bool = False,
     publish: bool = True,
+    campaign_id: int | None = None,
 ) -> Message:
     if not body.strip():
         raise InvalidInput("a message needs a body", field="body")
@@ -50,6 +51,7 @@ def queue_text(
         kind="text",
         body=body,
         segments=measure(body).segments,
+        campaign_id=campaign_id,
     )
 
 
@@ -64,6 +66,7 @@ def queue_template(
     fallback_body: str | None = None,
     now: dt.datetime | None = None,
     publish: bool = True,
+    campaign_id: int | None = None,
 ) -> Message:
     """A WhatsApp template (``content_sid``); ``fallback_body`` is used inside the 24-h window."""
     if not CONTENT_SID.fullmatch(content_sid):
@@ -80,6 +83,7 @@ def queue_template(
         body=fallback_body,
         content_sid=content_sid,
         content_variables=dict(variables),
+        campaign_id=campaign_id,
     )
 
 

@@ -247,3 +247,70 @@ class CampaignRun(OrgScoped, Base):
     planned_count: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Lifecycle of one delivery (one contact, one run)::
+
+        planned ──dispatch──▶ queued ──message sent──▶ sent
+           │                    │
+           │                    ├──message failed──▶ failed      (reason: Twilio's code)
+           │                    ├──refused at send──▶ skipped    (opted out, erased, stale…)
+           │                    └──campaign paused──▶ planned    (a new message on resume)
+           └──▶ skipped   (opted out or erased before dispatch, no sender, run stale/cancelled)
+
+    The planner writes ``planned`` rows in one ``INSERT … SELECT … ON CONFLICT DO NOTHING``;
+    dispatch turns due ones into pending campaign messages (``queued``); the tick's sync moves
+    them on from what happened to their message.  ``send_after`` is when the delivery may be
+    dispatched: the run's start spread by pacing, moved past the community's quiet hours.
+    """
+
+    planned = "planned"
+    queued = "queued"
+    sent = "sent"
+    skipped = "skipped"
+    failed = "failed"
+
+
+class CampaignDelivery(OrgScoped, Base):
+    """One contact's message of one run (see ``DeliveryStatus``).
+
+    Two keys make it exactly once:
+
+    - ``UNIQUE(run_id, contact_id)``: planning a run twice adds nothing;
+    - ``UNIQUE(campaign_id, occurrence_key, contact_id)``: a contact of two targeted
+      communities gets one message per occurrence of the campaign, not one per community.
+      ``occurrence_key`` is the occurrence on the schedule's own wall clock
+      (``2026-12-01T09:00``), which every community's run of that occurrence shares although
+      their UTC instants differ; for drips it is the step (``step:2``), so a newcomer of two
+      communities gets each step once.
+    """
+
+    __tablename__ = "campaign_delivery"
+    __table_args__ = (
+        UniqueConstraint("run_id", "contact_id"),
+        UniqueConstraint("campaign_id", "occurrence_key", "contact_id"),
+        Index("ix_campaign_delivery_run_status_send_after", "run_id", "status", "send_after"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(BigId, ForeignKey("campaign_run.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(BigId, ForeignKey("campaign.id", ondelete="CASCADE"))
+    community_id: Mapped[int] = mapped_column(BigId, ForeignKey("community.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    occurrence_key: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("message.id", ondelete="SET NULL"), default=None, index=True
+    )
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.planned
+    )
+    reason: Mapped[str | None] = mapped_column(String(40), default=None)
+    # The language whose content the contact gets (theirs or the campaign's fallback).
+    language: Mapped[str] = mapped_column(String(2))
+    step: Mapped[int] = mapped_column(Integer, default=1)
+    send_after: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -159,6 +159,11 @@ ATTACKS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/campaigns/{campaign_id}/runs"): {},
     ("GET", "/v1/campaigns/{campaign_id}/preview"): {},
     ("GET", "/v1/campaigns/{campaign_id}/schedule-preview"): {},
+    ("GET", "/v1/campaigns/{campaign_id}/poll-results"): {},
+    ("GET", "/v1/campaigns/{campaign_id}/links"): {},
+    ("POST", "/v1/campaigns/{campaign_id}/test-send"): {
+        "json": {"phone": "{phone}", "channel": "whatsapp", "language": "es"}
+    },
 }
 
 
