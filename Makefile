@@ -31,7 +31,7 @@ $(PRISM): tools/prism/package-lock.json
 
 prism: $(PRISM)
 
-run: setup
+run: setup bot-train
 	exec $(BIN)/faro run
 
 lint: setup
