@@ -45,6 +45,7 @@ from campaigns.knowledge.hotlines import hotlines_for
 from campaigns.knowledge.hubs import hubs_for
 from campaigns.messaging.models import Message, Purpose, Sender
 from campaigns.messaging.outbound import queue_text
+from campaigns.outbox import publish_after_commit
 from campaigns.outreach import polls
 from campaigns.topics import SAFETY_TOPICS, TOPICS
 
@@ -76,6 +77,14 @@ _NO = {"2", "no", "non", "nope", "nel", "pa vle", "non merci", "no gracias", "no
 _MENU = {"menu", "menú", "opciones", "options", "meni", "inicio", "start over"}
 _LANGUAGE = {"idioma", "language", "lang", "langue", "lengua", "lang la"}
 _PERSON = {"persona", "person", "moun", "personne", "agente", "agent", "humano", "human"}
+# A greeting in front of a question ("hola buenas, como pido asilo…") would make the whole
+# message a greeting for the classifier; the question is what the person wants answered.
+_LEADING_GREETING = re.compile(
+    r"^\s*(?:(?:hola|holi|buenas|buenos|buen|dias|días|tardes|noches|dia|día|hello|hi|hey|good|"
+    r"morning|afternoon|evening|bonjou|bonswa|bonjour|bonsoir|salut|alo|allo|saludos|"
+    r"amigo|amiga|señor|senor|señora|senora|sir|madam|mesye|madanm)\b[\s,.!¡?¿:;-]*)+",
+    re.IGNORECASE,
+)
 _LANGUAGE_NAMES = {
     "es": ("espanol", "español", "spanish", "espagnol", "panyol", "panyòl", "castellano"),
     "en": ("english", "ingles", "inglés", "anglais", "angle", "anglè"),
@@ -210,7 +219,13 @@ def before_assistant(session: Session, ctx: Context) -> Reply | str:
         topic = texts.menu_topic(word)
         if topic is not None:
             return f"/{topic}"
-    return body
+    return without_greeting(body)
+
+
+def without_greeting(body: str) -> str:
+    """The question without a leading greeting, when a real question follows it."""
+    rest = _LEADING_GREETING.sub("", body, count=1).strip()
+    return rest if len(rest.split()) >= 3 else body
 
 
 def _handover_reply(ctx: Context, *, topic: str | None) -> Reply:
@@ -466,7 +481,9 @@ def finish(session: Session, ctx: Context, reply: Reply, now: dt.datetime) -> bo
     if reply.topic and reply.feedback is None:
         state.last_topic = reply.topic
     state.last_turn_at = now
-    for text in messages:
+    # One send task for the whole reply: the sender submits one contact's messages in order,
+    # so the hotline always arrives before the answer and the offer of a person.
+    ids = [
         queue_text(
             session,
             contact=contact,
@@ -474,5 +491,10 @@ def finish(session: Session, ctx: Context, reply: Reply, now: dt.datetime) -> bo
             purpose=Purpose.reply,
             body=text[:1600],
             now=now,
-        )
+            publish=False,
+        ).id
+        for text in messages
+    ]
+    if ids:
+        publish_after_commit(session, "messages.send", ids, queue=Purpose.reply.queue)
     return True

@@ -208,7 +208,18 @@ async def send_batch(
                 await limiter.acquire(f"sender:{item.sender.id}", rate=item.sender.rate_per_second)
             item.result = await gateway.submit(item.request)
 
-    await asyncio.gather(*(submit(i) for i in items if i.request is not None))
+    # One contact's messages go out one after the other, in the order they were written (a
+    # hotline before the answer); different contacts' messages overlap.
+    by_contact: dict[int | None, list[_Item]] = {}
+    for item in sorted(items, key=lambda i: i.message.id):
+        if item.request is not None:
+            by_contact.setdefault(item.message.contact_id, []).append(item)
+
+    async def submit_in_order(group: list[_Item]) -> None:
+        for item in group:
+            await submit(item)
+
+    await asyncio.gather(*(submit_in_order(g) for g in by_contact.values()))
 
     with factory() as session, session.begin():
         for item in items:

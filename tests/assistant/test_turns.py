@@ -323,3 +323,20 @@ def test_the_action_callback_is_authenticated_and_idempotent(world: World) -> No
         headers={"Authorization": "Bearer nope"},
     )
     assert wrong.status_code == 401
+
+
+def test_a_greeting_in_front_of_a_question_does_not_hide_the_question(world: World) -> None:
+    world.say("hola buenas, como pido asilo aqui en mexico? llegue hace una semana")
+    assert world.bot.calls[-1]["text"] == "como pido asilo aqui en mexico? llegue hace una semana"
+    world.say("Bonjou")
+    assert world.bot.calls[-1]["text"] == "Bonjou"  # a greeting alone stays a greeting
+
+
+def test_a_reply_in_several_messages_is_sent_as_one_ordered_batch(
+    world: World,
+) -> None:
+    world.bot.intent = "human_trafficking"
+    world.say("me quitaron el pasaporte en el trabajo")
+    sends = [j for j in world.jobs if j.task == "messages.send"]
+    assert len(sends) == 1 and len(sends[0].args[0]) == 3
+    assert list(sends[0].args[0]) == sorted(sends[0].args[0])

@@ -38,7 +38,12 @@ from twilio.rest import Client
 from campaigns.messaging.twilio_gateway import OutboundRequest, SubmitResult, TwilioGateway
 from tests.stack import ROOT, free_port, wait_for
 
-SHARED = ROOT.parent / "shared"
+# The team's shared folder sits next to the checkout; a CI checkout elsewhere on this machine
+# finds it at its usual place.
+SHARED = next(
+    (p for p in (ROOT.parent / "shared", Path("/work/shared")) if p.exists()),
+    ROOT.parent / "shared",
+)
 DEFAULT_SPEC = SHARED / "reference" / "twilio" / "twilio_api_v2010.json"
 PRISM_BIN = ROOT / "tools" / "prism" / "node_modules" / ".bin" / "prism"
 
