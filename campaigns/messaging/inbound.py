@@ -68,6 +68,49 @@ def _sender_for(session: Session, channel: Channel, to: str) -> Sender:
     return sender
 
 
+def _create_contact(
+    session: Session,
+    *,
+    sender: Sender,
+    channel: Channel,
+    number: str,
+    cipher: AddressCipher,
+    language: str | None,
+    now: dt.datetime,
+) -> Contact:
+    """The contact for a first message, even when two first messages race (both get one row)."""
+    country = parse_mobile(number).country
+    address_hash = cipher.lookup_hash(channel.value, number)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(Contact)
+        .values(
+            organization_id=sender.organization_id,
+            channel=channel,
+            address_ciphertext=cipher.encrypt(number),
+            address_hash=address_hash,
+            country=country,
+            language=language or default_language_for_country(country),
+            consent=ConsentState.unknown,
+            is_simulated=sender.is_simulated,
+            erased=False,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["organization_id", "channel", "address_hash"])
+    )
+    return session.execute(
+        select(Contact)
+        .where(
+            Contact.organization_id == sender.organization_id,
+            Contact.channel == channel,
+            Contact.address_hash == address_hash,
+        )
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
 def _insert_message(session: Session, values: dict[str, object]) -> int | None:
     """INSERT … ON CONFLICT (twilio_sid) DO NOTHING; the new id, or None for a duplicate."""
     dialect = session.get_bind().dialect.name
@@ -114,23 +157,15 @@ def receive(
         )
     )
     if contact is None:
-        country = parse_mobile(number).country
-        language = (match.language if match and match.language else None) or (
-            default_language_for_country(country)
-        )
-        contact = Contact(
-            organization_id=sender.organization_id,
+        contact = _create_contact(
+            session,
+            sender=sender,
             channel=channel,
-            address_ciphertext=cipher.encrypt(number),
-            address_hash=cipher.lookup_hash(channel.value, number),
-            country=country,
-            language=language,
-            is_simulated=sender.is_simulated,
-            created_at=now,
-            updated_at=now,
+            number=number,
+            cipher=cipher,
+            language=match.language if match else None,
+            now=now,
         )
-        session.add(contact)
-        session.flush()
     contact.last_inbound_at = now
     profile = form.get("ProfileName", "").strip()
     if profile:

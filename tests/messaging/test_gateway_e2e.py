@@ -102,3 +102,19 @@ def test_a_question_gets_an_answer_even_without_the_assistant(stack: Stack) -> N
             select(Message).where(Message.twilio_sid == "SM" + "e2e1" * 8)
         ).one()
         assert inbound.handled_at is not None
+
+
+@pytest.mark.slow
+def test_two_first_messages_from_a_new_number_at_once_are_both_kept(stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    phone = random_mobile("SV")
+    sids = [f"SM{i:032x}" for i in range(900, 908)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(
+            pool.map(lambda sid: post_inbound(stack, phone, "hola", sid).status_code, sids)
+        )
+    assert codes == [200] * 8
+    with stack.session() as session:
+        stored = session.scalars(select(Message.contact_id).where(Message.twilio_sid.in_(sids)))
+        assert len(set(stored.all())) == 1  # one contact, eight messages
