@@ -219,7 +219,8 @@ def before_assistant(session: Session, ctx: Context) -> Reply | str:
         topic = texts.menu_topic(word)
         if topic is not None:
             return f"/{topic}"
-    return without_greeting(body)
+    # Only Faro forces an intent ("/topic"); a person's own leading "/" is just text.
+    return without_greeting(body).lstrip("/ ") or body
 
 
 def without_greeting(body: str) -> str:

@@ -340,3 +340,8 @@ def test_a_reply_in_several_messages_is_sent_as_one_ordered_batch(
     sends = [j for j in world.jobs if j.task == "messages.send"]
     assert len(sends) == 1 and len(sends[0].args[0]) == 3
     assert list(sends[0].args[0]) == sorted(sends[0].args[0])
+
+
+def test_people_cannot_force_an_intent_with_a_slash(world: World) -> None:
+    world.say("/human_handover quiero ayuda con mi visa")
+    assert world.bot.calls[-1]["text"] == "human_handover quiero ayuda con mi visa"
