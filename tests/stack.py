@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.embedded import upgrade_database
+from campaigns.settings import DEV_ACTIONS_TOKEN
 from tests.factories import TWILIO_SID, TWILIO_TOKEN
 from tests.fakes.twilio import FakeTwilio
 
@@ -159,6 +160,86 @@ class Stack:
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
+
+
+BOT = ROOT / "bot"
+MODEL = BOT / "models" / "current.tar.gz"
+
+
+class Assistant:
+    """Rasa's server and action server as real processes, on free ports."""
+
+    def __init__(self, workdir: Path, faro_url: str) -> None:
+        self.workdir = workdir
+        self.rasa_port, self.actions_port = free_port(), free_port()
+        self.faro_url = faro_url
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def start(self) -> None:
+        if not MODEL.exists():
+            raise RuntimeError(f"no trained model at {MODEL}: run `make bot-train` first")
+        endpoints = self.workdir / "endpoints.yml"
+        endpoints.write_text(
+            f"action_endpoint:\n  url: http://127.0.0.1:{self.actions_port}/webhook\n"
+            "tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: rasa-tracker.db\n"
+            "lock_store:\n  type: in_memory\n",
+            encoding="utf-8",
+        )
+        rasa = str(BOT / ".venv" / "bin" / "rasa")
+        env = os.environ | {"FARO_URL": self.faro_url, "FARO_ACTIONS_TOKEN": DEV_ACTIONS_TOKEN}
+        log = (self.workdir / "rasa.log").open("ab")
+        self.processes.append(
+            subprocess.Popen(
+                [rasa, "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
+                cwd=BOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    rasa,
+                    "run",
+                    "--enable-api",
+                    "--port",
+                    str(self.rasa_port),
+                    "--model",
+                    str(MODEL),
+                    "--endpoints",
+                    str(endpoints),
+                    "--credentials",
+                    str(BOT / "credentials.yml"),
+                ],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+        def up() -> bool:
+            try:
+                status = httpx.get(f"{self.rasa_url}/status", timeout=2).json()
+                return bool(status.get("model_file"))
+            except (httpx.HTTPError, ValueError):
+                return False
+
+        wait_for(up, timeout=240, what="Rasa to load the model")
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @contextmanager

@@ -7,10 +7,8 @@ Needs the trained model (``make bot-train``; ``make test`` trains it first).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -22,90 +20,11 @@ from campaigns.assistant.models import Handover, Turn, UnansweredQuestion
 from campaigns.knowledge.seed import seed_knowledge
 from campaigns.messaging.senders import create_sender
 from campaigns.organizations.service import create_organization
-from campaigns.settings import DEV_ACTIONS_TOKEN
 from tests.conftest import PG_ADMIN_URL
 from tests.factories import TWILIO_SID, TWILIO_TOKEN, random_mobile
-from tests.stack import ROOT, Stack, free_port, running_stack, wait_for
+from tests.stack import Assistant, Stack, free_port, running_stack, wait_for
 
-BOT = ROOT / "bot"
-MODEL = BOT / "models" / "current.tar.gz"
 SENDER = "+14155238887"
-
-
-class Assistant:
-    """Rasa's server and action server as real processes, on free ports."""
-
-    def __init__(self, workdir: Path, faro_url: str) -> None:
-        self.workdir = workdir
-        self.rasa_port, self.actions_port = free_port(), free_port()
-        self.faro_url = faro_url
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    @property
-    def rasa_url(self) -> str:
-        return f"http://127.0.0.1:{self.rasa_port}"
-
-    def start(self) -> None:
-        if not MODEL.exists():
-            pytest.fail(f"no trained model at {MODEL}: run `make bot-train` first")
-        endpoints = self.workdir / "endpoints.yml"
-        endpoints.write_text(
-            f"action_endpoint:\n  url: http://127.0.0.1:{self.actions_port}/webhook\n"
-            "tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: rasa-tracker.db\n"
-            "lock_store:\n  type: in_memory\n",
-            encoding="utf-8",
-        )
-        rasa = str(BOT / ".venv" / "bin" / "rasa")
-        env = os.environ | {"FARO_URL": self.faro_url, "FARO_ACTIONS_TOKEN": DEV_ACTIONS_TOKEN}
-        log = (self.workdir / "rasa.log").open("ab")
-        self.processes.append(
-            subprocess.Popen(
-                [rasa, "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
-                cwd=BOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        self.processes.append(
-            subprocess.Popen(
-                [
-                    rasa,
-                    "run",
-                    "--enable-api",
-                    "--port",
-                    str(self.rasa_port),
-                    "--model",
-                    str(MODEL),
-                    "--endpoints",
-                    str(endpoints),
-                    "--credentials",
-                    str(BOT / "credentials.yml"),
-                ],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-
-        def up() -> bool:
-            try:
-                status = httpx.get(f"{self.rasa_url}/status", timeout=2).json()
-                return bool(status.get("model_file"))
-            except (httpx.HTTPError, ValueError):
-                return False
-
-        wait_for(up, timeout=240, what="Rasa to load the model")
-
-    def stop(self) -> None:
-        for proc in self.processes:
-            proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.fixture(scope="module")
