@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(LOCK_HASH)
 PRISM := tools/prism/node_modules/.bin/prism
 
 .PHONY: setup prism run test lint typecheck bench clean
-.PHONY: bot-setup bot-train bot-validate bot-test-nlu
+.PHONY: bot-setup bot-train bot-validate bot-test-nlu bot-test-actions
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Faro needs Python 3.11, found " + sys.version' 
@@ -41,7 +41,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy api campaigns workers tests bench
 
-test: setup prism lint typecheck bot-train bot-validate bot-test-nlu
+test: setup prism lint typecheck bot-train bot-validate bot-test-nlu bot-test-actions
 	$(BIN)/pytest
 
 bench: setup
@@ -85,3 +85,7 @@ bot-test-nlu: bot-train
 	$(BOT_BIN)/rasa test nlu --nlu bot/tests/nlu_heldout.yml --model bot/models/current.tar.gz \
 	  --out var/nlu-results
 	$(BOT_BIN)/python bot/scripts/quality_gate.py var/nlu-results/intent_report.json
+
+# The custom action against a fake Faro on a local port (standard library unittest).
+bot-test-actions: bot-setup
+	cd bot && .venv/bin/python -m unittest discover -s tests -p 'test_*.py'

@@ -11,9 +11,11 @@ import csv
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -29,6 +31,7 @@ import phonenumbers
 import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from campaigns.communities import create_community
 from campaigns.db import make_engine, make_sessionmaker, unit_of_work
@@ -397,3 +400,371 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
 def write_json(path: str | None, results: dict[str, Any]) -> None:
     if path:
         Path(path).write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+# --- the gateway (issue 3) ----------------------------------------------------------------------
+
+# The gateway benchmarks use their own Redis database (Celery's queue and the rate limiter's
+# buckets) and flush it when they end.
+GATEWAY_REDIS_URL = os.environ.get("FARO_BENCH_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/11")
+TWILIO_ACCOUNT_SID = "AC" + "b" * 32
+TWILIO_AUTH_TOKEN = "bench-twilio-auth-token-not-a-secret"
+WHATSAPP_SENDER = "+14155238886"
+SMS_SENDER = "+15005550006"
+
+
+def flush_redis(url: str = GATEWAY_REDIS_URL) -> None:
+    """Empty the Redis database the gateway benchmarks use (queued tasks, rate buckets)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def sign(url: str, form: dict[str, str], token: str = TWILIO_AUTH_TOKEN) -> str:
+    """``X-Twilio-Signature`` for ``form`` posted to ``url``, as Twilio computes it."""
+    from twilio.request_validator import RequestValidator
+
+    signature: str = RequestValidator(token).compute_signature(url, form)
+    return signature
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and all its descendants (uvicorn ``--workers`` runs children)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+@contextmanager
+def running_gateway_server(
+    database_url: str, *, log_dir: Path, workers: int = 1, twilio_api_url: str | None = None
+) -> Iterator[Server]:
+    """The real server with Twilio configured: ``FARO_PUBLIC_URL`` is its own address, so
+    signatures computed over ``base_url + path`` are the ones it checks.  ``--workers`` as given;
+    Redis is :data:`GATEWAY_REDIS_URL`, so tasks published after commit really go to a broker."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FARO_")},
+        "FARO_DATABASE_URL": database_url,
+        "FARO_REDIS_URL": GATEWAY_REDIS_URL,
+        "FARO_LOG_LEVEL": "WARNING",
+        "FARO_ENV": "development",
+        "FARO_PUBLIC_URL": base_url,
+        "FARO_TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
+        "FARO_TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+    }
+    for name in ("FARO_ENCRYPTION_KEYS", "FARO_HASH_KEY"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    if twilio_api_url:
+        env["FARO_TWILIO_API_URL"] = twilio_api_url
+    uvicorn = Path(sys.executable).with_name("uvicorn")
+    cmd = [str(uvicorn), "api.app:create_app", "--factory", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+    cmd += ["--workers", str(workers)]
+    log_path = log_dir / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(base_url=base_url, process=process, log_path=log_path)
+    try:
+        _wait_healthy(server, timeout=60.0)
+        if workers > 1:
+            _wait_children(process.pid, workers)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_children(pid: int, count: int, timeout: float = 30.0) -> None:
+    """uvicorn answers as soon as one worker is up; wait for all of them to be listening."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = psutil.Process(pid).children()
+        if len(children) >= count:
+            time.sleep(2.0)  # each child imports the app before it accepts
+            return
+        time.sleep(0.1)
+
+
+@dataclass
+class FakeTwilioProcess:
+    """``python -m tests.fakes.twilio`` as a separate process, and its HTTP controls."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+    def control(self, method: str, path: str, body: object = None) -> Any:
+        response = httpx.request(
+            method, f"{self.base_url}/_fake/{path}", json=body, timeout=httpx.Timeout(120.0)
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.process.pid)
+
+
+@contextmanager
+def running_fake_twilio(*, log_dir: Path, latency: float = 0.0) -> Iterator[FakeTwilioProcess]:
+    """The fake Twilio on a free port, with status callbacks switched off: the sender
+    benchmarks measure sending, and nothing listens at the callback URL."""
+    cmd = [sys.executable, "-m", "tests.fakes.twilio", "--port", "0"]
+    cmd += ["--account-sid", TWILIO_ACCOUNT_SID, "--auth-token", TWILIO_AUTH_TOKEN]
+    cmd += ["--latency", str(latency)]
+    err_path = log_dir / f"fake-twilio-{uuid.uuid4().hex[:6]}.log"
+    with err_path.open("wb") as err:
+        process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode().strip()
+        if "listening on" not in line:
+            tail = err_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the fake Twilio did not start: {line!r}\n{tail}")
+        fake = FakeTwilioProcess(base_url=line.rsplit(" ", 1)[-1], process=process)
+        fake.control("POST", "config", {"callbacks": {"enabled": False}})
+        yield fake
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def distinct_mobiles(count: int, *, seed: int) -> list[str]:
+    """``count`` distinct valid mobiles in E.164 from the region's countries (same weights as
+    the contact CSVs), deterministic for ``seed``."""
+    rng = random.Random(seed)
+    numbers = _NumberSource(rng)
+    countries = list(COUNTRY_WEIGHTS)
+    weights = list(COUNTRY_WEIGHTS.values())
+    return [
+        phonenumbers.format_number(
+            numbers.next(rng.choices(countries, weights)[0]), phonenumbers.PhoneNumberFormat.E164
+        )
+        for _ in range(count)
+    ]
+
+
+def make_senders(
+    database_url: str, organization_id: int, *, rate_per_second: float = 10.0
+) -> dict[str, int]:
+    """A WhatsApp sender and an SMS sender for the organization (by channel), via the service."""
+    from campaigns.messaging.senders import create_sender
+
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as session:
+            return {
+                channel: create_sender(
+                    session,
+                    organization_id=organization_id,
+                    channel=channel,
+                    address=address,
+                    rate_per_second=rate_per_second,
+                ).id
+                for channel, address in (("whatsapp", WHATSAPP_SENDER), ("sms", SMS_SENDER))
+            }
+    finally:
+        engine.dispose()
+
+
+# --- profiling the server -----------------------------------------------------------------------
+
+
+def profile_path(name: str) -> Path:
+    """Where a py-spy recording is kept after the run (the system's temporary directory)."""
+    folder = Path(tempfile.gettempdir()) / "faro-bench-profiles"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.collapsed"
+
+
+@contextmanager
+def py_spy_recording(
+    py_spy: str | None, pid: int, out: Path, *, seconds: float, rate: int = 200
+) -> Iterator[None]:
+    """Sample the server (and its ``--workers`` children, all threads) with py-spy while the
+    block runs; ``py_spy`` is the path to a ``py-spy`` binary, or None to do nothing.  py-spy
+    sees the threadpool where the routes' database work runs, which cProfile does not.  Only
+    samples holding the GIL count (``--gil``): this is where the server's CPU goes, not where
+    its requests wait."""
+    if py_spy is None:
+        yield
+        return
+    cmd = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--gil"]
+    cmd += ["--rate", str(rate), "--duration", str(int(seconds)), "--format", "raw"]
+    cmd += ["--output", str(out)]
+    recorder = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # py-spy attaches before the load starts
+        yield
+    finally:
+        try:
+            recorder.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            recorder.terminate()
+            recorder.wait()
+
+
+def hot_spots(collapsed: Path, *, top: int = 30) -> list[tuple[float, float, str]]:
+    """From py-spy's collapsed stacks: (inclusive %, self %, function) for the ``top``
+    functions by inclusive share of all samples, counting a function once per stack (all its
+    lines together)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        # One entry per function, whatever line of it was running: "receive (campaigns/…py)".
+        frames = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    if total == 0:
+        return []
+    ranked = sorted(inclusive.items(), key=lambda kv: kv[1], reverse=True)[:top]
+    return [
+        (round(100 * n / total, 1), round(100 * own.get(frame, 0) / total, 1), frame)
+        for frame, n in ranked
+    ]
+
+
+def self_time_by_package(collapsed: Path) -> list[tuple[float, str]]:
+    """From py-spy's collapsed stacks: the share of samples whose innermost Python frame is in
+    each top-level package (``sqlalchemy``, ``psycopg``, ``fastapi`` …; ``stdlib``; ``faro``
+    for this repository's code)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frame = stack.split(";")[-1]
+        location = frame.rpartition(" (")[2].rstrip(")")
+        first = location.rpartition(":")[0].split("/")[0].removesuffix(".py")
+        if frame.startswith("process "):
+            package = "native (no Python frame)"
+        elif "<sqlalchemy generated" in frame:
+            package = "sqlalchemy"
+        elif first.startswith("<frozen"):
+            package = "stdlib"
+        elif first in ("api", "campaigns", "workers", "bench", "tests"):
+            package = "faro"
+        elif first in sys.stdlib_module_names:
+            package = "stdlib"
+        else:
+            package = first or "other"
+        counts[package] = counts.get(package, 0) + int(count_text)
+        total += int(count_text)
+    return sorted(((round(100 * n / total, 1), p) for p, n in counts.items()), reverse=True)
+
+
+def database_sessions(database_url: str) -> int:
+    """PostgreSQL sessions ever opened on the benchmark's database (``pg_stat_database``): the
+    difference over a run counts the connections the server's pool opened during it."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_stat_force_next_flush()"))
+            value = conn.execute(
+                text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(value)
+
+
+class PostgresCpu:
+    """CPU time the PostgreSQL backends of one database use while the block runs.
+
+    A thread reads every backend's CPU time (found by process title) every 100 ms and keeps the
+    last reading of each, so backends that the server's pool opens and closes during the run are
+    counted too, short of at most their last 100 ms."""
+
+    def __init__(self, database_url: str, interval: float = 0.1) -> None:
+        self._name = f" {make_url(database_url).database} "
+        self._interval = interval
+        self._start: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-cpu", daemon=True)
+
+    def _read(self) -> dict[int, float]:
+        readings: dict[int, float] = {}
+        for process in psutil.process_iter(["username", "cmdline"]):
+            try:
+                title = " ".join(process.info["cmdline"] or [])
+                if process.info["username"] != "postgres" or self._name not in f" {title} ":
+                    continue
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            readings[process.pid] = times.user + times.system
+        return readings
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._last.update(self._read())
+
+    @property
+    def seconds(self) -> float:
+        return sum(v - self._start.get(pid, 0.0) for pid, v in self._last.items())
+
+    def __enter__(self) -> Self:
+        self._start = self._read()
+        self._last = dict(self._start)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._read())
+
+
+def code_version() -> str:
+    """The commit measured, with ``+dirty`` when the application's code has uncommitted
+    changes (read-only git commands; other sessions may be changing the tree)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "api", "campaigns", "workers"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}{'+dirty' if dirty else ''}" if head else "unknown"

@@ -126,18 +126,26 @@ def apology(language: object) -> str:
     return APOLOGIES[DEFAULT_LANGUAGE]
 
 
-async def post_turn(payload: dict[str, Any]) -> dict[str, Any]:
-    """POST the turn to Faro; return its texts, topic and answered flag, or raise FaroError."""
-    url = os.environ.get("FARO_URL", DEFAULT_FARO_URL).rstrip("/") + TURN_PATH
+async def post_turn(
+    payload: dict[str, Any],
+    *,
+    faro_url: str | None = None,
+    token: str | None = None,
+    timeout: float = TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """POST the turn to Faro; return its texts, topic and answered flag, or raise FaroError.
+
+    `faro_url` and `token` default to FARO_URL and FARO_ACTIONS_TOKEN from the environment.
+    """
+    base = faro_url or os.environ.get("FARO_URL") or DEFAULT_FARO_URL
+    token = token if token is not None else os.environ.get("FARO_ACTIONS_TOKEN")
     headers = {"Accept": "application/json"}
-    token = os.environ.get("FARO_ACTIONS_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
     try:
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.post(url, json=payload, headers=headers) as response,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.post(base.rstrip("/") + TURN_PATH, json=payload, headers=headers) as response,
         ):
             if not 200 <= response.status < 300:
                 raise FaroError("faro_unreachable", f"HTTP {response.status}")
