@@ -83,6 +83,7 @@ bot-validate: bot-setup
 # Held-out questions the model never saw; fails below macro-F1 0.90 over the topic intents.
 bot-test-nlu: bot-train
 	$(BOT_BIN)/rasa test nlu --nlu bot/tests/nlu_heldout.yml --model bot/models/current.tar.gz \
+	  --domain bot/domain.yml \
 	  --out var/nlu-results
 	$(BOT_BIN)/python bot/scripts/quality_gate.py var/nlu-results/intent_report.json
 

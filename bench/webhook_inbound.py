@@ -5,7 +5,8 @@ Goal (issue 3): ``POST /webhooks/twilio/messages`` on real PostgreSQL + Redis at
 
 The load is open-loop, as Twilio's is: request *i* is sent at ``start + i / rate`` whether or
 not earlier ones have been answered, and its latency is counted from that scheduled moment (so a
-stalled server cannot hide its stall by slowing the client down).  Every request is a real
+stalled server cannot hide its stall by slowing the client down).  A request still unanswered
+after 15 s is abandoned, as Twilio abandons it.  Every request is a real
 signed Twilio form (``X-Twilio-Signature`` over ``FARO_PUBLIC_URL`` + path) from a realistic
 mix: a few thousand numbers of the region, some writing often; WhatsApp (with ``ProfileName``)
 and SMS; questions in Spanish, Creole, French and English; consent keywords (STOP, BAJA, KANPE,
@@ -77,6 +78,9 @@ WARMUP_SECONDS = 5.0
 NUMBERS = 3_000
 RETRY_SHARE = 0.02
 RACE_PAIRS = 200
+# Twilio waits 15 s for a webhook's answer, then gives up (error 11200) and does not retry an
+# inbound message: a request this client abandons at 15 s is a message Twilio would have lost.
+TWILIO_TIMEOUT = 15.0
 GOAL_P99_MS = 50.0
 RAMP_RATES = (50, 75, 100, 125, 150, 200, 300, 400)
 RAMP_SECONDS = 15.0
@@ -252,7 +256,7 @@ async def race(base_url: str, numbers: list[str]) -> dict[str, Any]:
 async def fire(base_url: str, requests: list[Request], rate: float) -> list[Outcome]:
     """Send ``requests`` open-loop at ``rate``; each latency counts from its scheduled time."""
     connector = aiohttp.TCPConnector(limit=4_000, limit_per_host=4_000, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=60.0)
+    timeout = aiohttp.ClientTimeout(total=TWILIO_TIMEOUT)
     outcomes = [Outcome(scheduled=0.0) for _ in requests]
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
 

@@ -298,6 +298,9 @@ def _spawn_assistant(settings: Settings) -> list[subprocess.Popen[bytes]]:
     env = os.environ | {
         "FARO_URL": f"http://127.0.0.1:{settings.port}",
         "FARO_ACTIONS_TOKEN": settings.actions_token.get_secret_value(),
+        "RASA_TELEMETRY_ENABLED": "false",
+        # Rasa's HTTP API can read whole conversations: never listen beyond this machine.
+        "SANIC_HOST": "127.0.0.1",
     }
     actions = subprocess.Popen(
         [str(rasa), "run", "actions", "--actions", "actions", "--port", actions_port],
@@ -309,6 +312,8 @@ def _spawn_assistant(settings: Settings) -> list[subprocess.Popen[bytes]]:
             str(rasa),
             "run",
             "--enable-api",
+            "-i",
+            "127.0.0.1",
             "--port",
             rasa_port,
             "--model",
@@ -321,7 +326,7 @@ def _spawn_assistant(settings: Settings) -> list[subprocess.Popen[bytes]]:
         cwd=ROOT,
         env=env,
     )
-    typer.echo("The assistant (Rasa) is starting; it takes about a minute to load.")
+    typer.echo("The assistant (Rasa) is starting; it takes 10 to 20 seconds to load its model.")
     return [actions, server]
 
 

@@ -190,7 +190,12 @@ class Assistant:
             encoding="utf-8",
         )
         rasa = str(BOT / ".venv" / "bin" / "rasa")
-        env = os.environ | {"FARO_URL": self.faro_url, "FARO_ACTIONS_TOKEN": DEV_ACTIONS_TOKEN}
+        env = os.environ | {
+            "FARO_URL": self.faro_url,
+            "FARO_ACTIONS_TOKEN": DEV_ACTIONS_TOKEN,
+            "RASA_TELEMETRY_ENABLED": "false",
+            "SANIC_HOST": "127.0.0.1",
+        }
         log = (self.workdir / "rasa.log").open("ab")
         self.processes.append(
             subprocess.Popen(
@@ -207,6 +212,8 @@ class Assistant:
                     rasa,
                     "run",
                     "--enable-api",
+                    "-i",
+                    "127.0.0.1",
                     "--port",
                     str(self.rasa_port),
                     "--model",
