@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# Faro's application image: the API by default; the same image runs `faro db upgrade` and, later,
-# the Celery worker and beat.  No secret is baked in: every FARO_* secret comes from the
-# environment at run time (see docker-compose.yml and .env.example).
+# Faro's application image: the API by default; the same image runs `faro db upgrade`, the
+# Celery workers (`faro worker --queues ...`) and beat (`faro beat`).  No secret is baked in:
+# every FARO_* secret comes from the environment at run time (see docker-compose.yml and
+# .env.example).  The assistant has its own image: bot/Dockerfile.
 #
 #   docker build -t faro .
 #   docker run --env-file .env -p 8000:8000 faro

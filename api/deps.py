@@ -11,16 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from campaigns.audit import Actor, set_actor
 from campaigns.crypto import AddressCipher
-from campaigns.db import scope_session
+from campaigns.db import scope_session, unit_of_work, utcnow
 from campaigns.errors import AuthenticationFailed
 from campaigns.organizations.models import Role
 from campaigns.organizations.service import Principal, authenticate
 from campaigns.settings import Settings
+from campaigns.web_auth import throttle
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -59,7 +60,7 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
         raise AuthenticationFailed("missing Authorization header: use 'Bearer <token>'")
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationFailed("Authorization header must be 'Bearer <token>'")
-    principal = authenticate(session, secret.strip())
+    principal = _authenticate_throttled(request, session, secret.strip())
     scope_session(session, principal.organization_id)
     set_actor(
         session,
@@ -71,6 +72,28 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
         ),
     )
     return principal
+
+
+def _authenticate_throttled(request: Request, session: Session, secret: str) -> Principal:
+    """``authenticate``; a wrong token from an address with too many failures gets 429.
+
+    A right token is never throttled: it carries 256 random bits, so no guess reaches one, and
+    an address shared by many clients (a NAT, a load balancer) is not locked out by one of them.
+    A failure is recorded in its own transaction: the request's is rolled back by the error.
+    """
+    try:
+        return authenticate(session, secret)
+    except AuthenticationFailed:
+        settings: Settings = request.app.state.settings
+        key = settings.secret_key.get_secret_value().encode()
+        address = request.client.host if request.client else "unknown"
+        wait = throttle.token_retry_after(session, secret=key, address=address, now=utcnow())
+        if wait is not None:
+            message = throttle.wait_message("token attempts from this address", wait)
+            raise HTTPException(429, message) from None
+        with unit_of_work(request.app.state.sessionmaker) as own:
+            throttle.record_token_failure(own, secret=key, address=address, now=utcnow())
+        raise
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

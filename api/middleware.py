@@ -13,9 +13,11 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaigns.logging import get_logger
+from campaigns.metrics import observe_request
 
 log = get_logger("faro.http")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class BodyTooLarge(HTTPException):
@@ -127,10 +129,15 @@ class RequestContextMiddleware:
 
     def _log(self, scope: Scope, status: int, start: float) -> None:
         route = scope.get("route")
+        # The route's path template, never the raw path: no id or number reaches a metric label.
+        template = getattr(route, "path", None) or "unmatched"
+        seconds = time.perf_counter() - start
+        method = scope.get("method") or ""
+        observe_request(method if method in _METHODS else "other", template, status, seconds)
         log.info(
             "request.completed",
-            method=scope.get("method"),
-            route=getattr(route, "path", None) or "unmatched",
+            method=method,
+            route=template,
             status=status,
-            duration_ms=round((time.perf_counter() - start) * 1000, 2),
+            duration_ms=round(seconds * 1000, 2),
         )

@@ -10,11 +10,17 @@ from typing import Any, Protocol
 
 import httpx
 
+from campaigns.metrics import BOT_DURATION, timed
+
 CHANNEL_PATH = "/webhooks/rest/webhook"
 
 
 class AssistantUnavailable(Exception):
     """Rasa could not be reached or answered with an error; the caller retries."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # Rasa's HTTP status, when it answered
 
 
 class Assistant(Protocol):
@@ -27,15 +33,17 @@ class BotClient:
         self._client = httpx.Client(timeout=timeout)
 
     def turn(self, *, sender: str, text: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
-        try:
-            response = self._client.post(
-                f"{self._base}{CHANNEL_PATH}",
-                json={"sender": sender, "message": text, "metadata": metadata},
-            )
-        except httpx.HTTPError as exc:
-            raise AssistantUnavailable(type(exc).__name__) from exc
-        if response.status_code != 200:
-            raise AssistantUnavailable(f"HTTP {response.status_code}")
+        with timed(BOT_DURATION):
+            try:
+                response = self._client.post(
+                    f"{self._base}{CHANNEL_PATH}",
+                    json={"sender": sender, "message": text, "metadata": metadata},
+                )
+            except httpx.HTTPError as exc:
+                raise AssistantUnavailable(type(exc).__name__) from exc
+            if response.status_code != 200:
+                code = response.status_code
+                raise AssistantUnavailable(f"HTTP {code}", status=code)
         body = response.json()
         return body if isinstance(body, list) else []
 

@@ -36,6 +36,10 @@ app.add_typer(token_app, name="token")
 app.add_typer(demo_app, name="demo")
 app.add_typer(sender_app, name="sender")
 app.add_typer(campaign_app, name="campaign")
+keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention of message text.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(retention_app, name="retention")
 
 
 def _settings() -> Settings:
@@ -271,6 +275,78 @@ def campaign_resume(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -
 def campaign_cancel(campaign_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Cancel a campaign for good; its pending runs are cancelled."""
     _move(campaign_id, "cancel")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per transaction")] = 500,
+    start_after: Annotated[int, typer.Option(min=0, help="Resume after this contact id")] = 0,
+    max_batches: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many batches")
+    ] = None,
+) -> None:
+    """Re-encrypt every phone number and profile name under the first FARO_ENCRYPTION_KEYS key.
+
+    Resumable and safe to interrupt: rerun it until it says "done".
+    """
+    from campaigns.keys import RotationReport, rotate_keys
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+
+    def progress(r: RotationReport) -> None:
+        typer.echo(
+            f"batch {r.batches}: up to contact {r.last_id}, {r.rows_scanned} rows scanned, "
+            f"{r.values_rotated} values re-encrypted, {r.values_current} already current"
+        )
+
+    try:
+        report = rotate_keys(
+            make_sessionmaker(engine),
+            cipher=AddressCipher.from_settings(settings),
+            batch_size=batch_size,
+            start_after=start_after,
+            max_batches=max_batches,
+            progress=progress,
+        )
+    finally:
+        engine.dispose()
+    if report.finished:
+        typer.echo(
+            f"done: {report.values_rotated} values re-encrypted, "
+            f"{report.values_current} already under the newest key; "
+            "the old keys can now be removed from FARO_ENCRYPTION_KEYS"
+        )
+    else:
+        typer.echo(f"stopped after contact {report.last_id}: rerun to continue")
+
+
+@retention_app.command("run")
+def retention_run(
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Override FARO_RETENTION_DAYS for this run")
+    ] = None,
+) -> None:
+    """Purge message bodies and conversation text older than the retention period."""
+    from campaigns.retention import purge
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    tracker = settings.rasa_tracker_db_url
+    try:
+        report = purge(
+            make_sessionmaker(engine),
+            retention_days=days or settings.retention_days,
+            tracker_db_url=tracker.get_secret_value() if tracker else None,
+        )
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"purged before {report.cutoff}: {report.message_bodies} message bodies, "
+        f"{report.unanswered_texts} unanswered question texts, "
+        f"{report.profile_names} profile names, {report.tracker_events} Rasa tracker events"
+        + ("" if tracker else " (FARO_RASA_TRACKER_DB_URL not set)")
+    )
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:

@@ -43,6 +43,14 @@ class AddressCipher:
         """Re-encrypt under the primary key (used by key rotation)."""
         return self._fernet.rotate(token)
 
+    def is_current(self, token: bytes) -> bool:
+        """Whether ``token`` is already encrypted under the primary (newest) key."""
+        try:
+            self._primary.decrypt(token)
+        except InvalidToken:
+            return False
+        return True
+
     def lookup_hash(self, channel: str, address: str) -> str:
         return hmac.new(self._hash_key, f"{channel}:{address}".encode(), hashlib.sha256).hexdigest()
 

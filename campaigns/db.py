@@ -10,7 +10,9 @@ organization themselves, so a forgotten filter cannot leak another organization'
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -25,6 +27,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -183,3 +186,26 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """PostgreSQL chose this transaction as a deadlock's or serialization conflict's victim."""
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and code in ("40P01", "40001")
+
+
+def retry_on_deadlock(work: Callable[[], T], *, attempts: int = 3) -> T:
+    """Run a whole transaction again when PostgreSQL aborted it as a deadlock victim.
+
+    ``work`` must open and commit its own transaction, so a retry starts from nothing; it is for
+    writers that lock rows in an order they cannot fully control (a webhook batch and a sender
+    recording the same messages).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if attempt == attempts or not is_deadlock(exc):
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")

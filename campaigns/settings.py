@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     database_url: str | None = None
     redis_url: str | None = None
+    # Celery's broker when it is not FARO_REDIS_URL, e.g. amqp://user:pass@rabbitmq:5672// for
+    # RabbitMQ.  Redis stays required: rate limits, periodic-task locks, Rasa's lock store.
+    broker_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -56,12 +59,21 @@ class Settings(BaseSettings):
     # Shared secret of Rasa's action server when it calls /internal/assistant/turn.
     actions_token: SecretStr = SecretStr(DEV_ACTIONS_TOKEN)
 
+    # Bearer token Prometheus sends to GET /metrics; unset: /metrics is off in production.
+    metrics_token: SecretStr | None = None
+    # Workers and beat serve no HTTP: with a port set, a worker exposes its own metrics there.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     token_default_days: int = Field(default=90, ge=1, le=3650)
     max_json_bytes: int = Field(default=1_000_000, ge=1_000)
     max_import_bytes: int = Field(default=50_000_000, ge=1_000)
     max_webhook_bytes: int = Field(default=64_000, ge=1_000)
     max_import_rows: int = Field(default=500_000, ge=1)
     page_size_max: int = Field(default=500, ge=1)
+    # Message bodies and conversation text older than this are purged (campaigns/retention.py).
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    # Rasa's SQL tracker store, so retention and erasure reach its events too (optional).
+    rasa_tracker_db_url: SecretStr | None = None
 
     @field_validator("public_url", "twilio_api_url", "rasa_url", "action_server_url")
     @classmethod
@@ -125,6 +137,7 @@ class Settings(BaseSettings):
             ("FARO_SECRET_KEY", self.secret_key),
             ("FARO_HASH_KEY", self.hash_key),
             ("FARO_ACTIONS_TOKEN", self.actions_token),
+            *([("FARO_METRICS_TOKEN", self.metrics_token)] if self.metrics_token else []),
         ):
             secret = value.get_secret_value()
             if len(secret) < 32 or len(set(secret)) < 10:

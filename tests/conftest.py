@@ -130,6 +130,8 @@ def client(settings: Settings, engine: Engine, connection: Connection) -> Iterat
             session.close()
 
     app.dependency_overrides[get_session] = session_in_test_transaction
+    # The webhooks' group commits open their own sessions: inside the test's transaction too.
+    app.state.webhook_session_factory = lambda: _session_on(connection)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

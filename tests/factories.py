@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import phonenumbers
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -155,7 +156,7 @@ def twilio_form(
 
 
 def signed_post(
-    client: TestClient,
+    client: TestClient | httpx.Client,
     path: str,
     form: dict[str, str],
     *,

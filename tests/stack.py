@@ -48,7 +48,14 @@ def wait_for(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "c
 
 class Stack:
     def __init__(
-        self, *, admin_url: str, redis_db: int, fake: FakeTwilio, logs: Path, port: int = 0
+        self,
+        *,
+        admin_url: str,
+        redis_db: int,
+        fake: FakeTwilio,
+        logs: Path,
+        port: int = 0,
+        redis_url: str | None = None,
     ) -> None:
         self.admin_url = admin_url
         self.fake = fake
@@ -57,7 +64,7 @@ class Stack:
         self.database_url = (
             make_url(admin_url).set(database=self.db_name).render_as_string(hide_password=False)
         )
-        self.redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+        self.redis_url = redis_url or f"redis://127.0.0.1:6379/{redis_db}"
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -87,7 +94,7 @@ class Stack:
             )
         )
 
-    def start(self) -> None:
+    def start(self, *, worker: bool = True) -> None:
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
@@ -98,7 +105,8 @@ class Stack:
         self.engine = engine
         self.factory = make_sessionmaker(engine)
         self.start_api()
-        self.start_worker()
+        if worker:
+            self.start_worker()
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = (self.logs / f"{name}.log").open("ab")
@@ -134,8 +142,13 @@ class Stack:
         except httpx.HTTPError:
             return False
 
-    def start_worker(self, name: str = "worker") -> None:
-        self._spawn(name, [str(BIN / "faro"), "worker", "--concurrency", "8"])
+    def start_worker(
+        self, name: str = "worker", *, queues: str = "conversation,bulk", concurrency: int = 8
+    ) -> None:
+        self._spawn(
+            name,
+            [str(BIN / "faro"), "worker", "--queues", queues, "--concurrency", str(concurrency)],
+        )
         time.sleep(0.5)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -179,7 +192,7 @@ class Assistant:
     def rasa_url(self) -> str:
         return f"http://127.0.0.1:{self.rasa_port}"
 
-    def start(self) -> None:
+    def start(self, *, worker: bool = True) -> None:
         if not MODEL.exists():
             raise RuntimeError(f"no trained model at {MODEL}: run `make bot-train` first")
         endpoints = self.workdir / "endpoints.yml"
@@ -251,13 +264,27 @@ class Assistant:
 
 @contextmanager
 def running_stack(
-    admin_url: str, logs: Path, *, redis_db: int = 13, port: int = 0, **fake: Any
+    admin_url: str,
+    logs: Path,
+    *,
+    redis_db: int = 13,
+    port: int = 0,
+    redis_url: str | None = None,
+    worker: bool = True,
+    **fake: Any,
 ) -> Iterator[Stack]:
     logs.mkdir(parents=True, exist_ok=True)
     with FakeTwilio(account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, **fake) as twilio:
-        stack = Stack(admin_url=admin_url, redis_db=redis_db, fake=twilio, logs=logs, port=port)
+        stack = Stack(
+            admin_url=admin_url,
+            redis_db=redis_db,
+            fake=twilio,
+            logs=logs,
+            port=port,
+            redis_url=redis_url,
+        )
         try:
-            stack.start()
+            stack.start(worker=worker)
             yield stack
         finally:
             stack.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
 import re
 from collections.abc import Iterator
@@ -46,6 +47,9 @@ class NoNetwork:
 
     async def submit(self, request: OutboundRequest) -> SubmitResult:
         raise AssertionError("a simulated message was handed to the Twilio gateway")
+
+    async def find(self, request: OutboundRequest, *, since: dt.datetime) -> SubmitResult | None:
+        raise AssertionError("a simulated message was looked up at Twilio")
 
     async def close(self) -> None:
         return None

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 
 from campaigns.logging import configure_logging
 from campaigns.outbox import Job, install_publisher
@@ -32,7 +33,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("faro", include=["workers.tasks"])
     app.conf.update(
-        broker_url=broker_url(settings.redis_url or "redis://127.0.0.1:6379/0"),
+        broker_url=settings.broker_url
+        or broker_url(settings.redis_url or "redis://127.0.0.1:6379/0"),
         task_default_queue="conversation",
         task_queues=None,
         task_acks_late=True,
@@ -41,8 +43,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_prefetch_multiplier=4,
+        # Task events (Flower, `celery events`) and beat's answer to `celery inspect ping`
+        # (docker-compose.yml's health check of beat: it stops answering when it stops ticking).
         worker_send_task_events=True,
         task_send_sent_event=True,
+        beat_enable_remote_control=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
@@ -58,6 +63,18 @@ def make_celery(settings: Settings | None = None) -> Celery:
                 "task": "campaigns.tick",
                 "schedule": 15.0,
                 "options": {"queue": "conversation", "expires": 15},
+            },
+            # Bulk queue: a long first pass must not hold up replies; a late one expires.
+            "analytics.rollup": {
+                "task": "analytics.rollup",
+                "schedule": 60.0,
+                "options": {"queue": "bulk", "expires": 60},
+            },
+            # Daily; idempotent, so a second beat or a late run is harmless.
+            "retention.purge": {
+                "task": "retention.purge",
+                "schedule": 24 * 3600.0,
+                "options": {"queue": "bulk", "expires": 12 * 3600},
             },
         },
         timezone="UTC",
@@ -85,3 +102,26 @@ install_publisher(celery_publisher(app))
 @worker_process_init.connect
 def _init_worker(**_: Any) -> None:
     configure_logging(get_settings())
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    # A worker serves no HTTP: with FARO_METRICS_PORT set it exposes its own counters (Twilio and
+    # assistant latency) for Prometheus to scrape, one target per worker (see docs/deploy.md).
+    port = get_settings().metrics_port
+    if port:
+        from campaigns.metrics import serve
+
+        serve(port)
+
+
+@task_prerun.connect
+def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    # Each pool thread runs in its own context: every log line of the task carries its id.
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+
+
+@task_postrun.connect
+def _unbind_task(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()

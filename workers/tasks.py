@@ -7,6 +7,9 @@ claims only ``pending`` rows), so a redelivery after a crash does nothing harmfu
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from functools import lru_cache
 from typing import Any
@@ -18,9 +21,14 @@ from campaigns.bot_client import AssistantUnavailable, BotClient
 from campaigns.crypto import AddressCipher
 from campaigns.db import make_engine, make_sessionmaker
 from campaigns.messaging import conversation, reaper
-from campaigns.messaging.dispatch import send_batch
+from campaigns.messaging.dispatch import find_accepted, send_batch
 from campaigns.messaging.ratelimit import RateLimiter
-from campaigns.messaging.twilio_gateway import Gateway, SimulatorGateway, TwilioGateway
+from campaigns.messaging.twilio_gateway import (
+    Gateway,
+    SimulatorGateway,
+    SubmitResult,
+    TwilioGateway,
+)
 from campaigns.outreach import engine
 from campaigns.settings import get_settings
 from workers.celery_app import app
@@ -89,25 +97,99 @@ def handle_conversation(self: Task[Any, Any], message_id: int) -> str:
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
 
 
+def _one_at_a_time(name: str, work: Callable[[], dict[str, int]]) -> dict[str, int]:
+    """Run periodic work under a Redis lock: a copy from a second beat, or one that overlaps a
+    slow run, finds the lock taken and does nothing (the lock expires if its holder dies)."""
+    settings = get_settings()
+    if not settings.redis_url:
+        return work()
+    lock = redis.Redis.from_url(settings.redis_url).lock(f"faro:{name}", timeout=60, blocking=False)
+    if not lock.acquire():
+        return {}
+    try:
+        return work()
+    finally:
+        with suppress(redis.RedisError):
+            lock.release()
+
+
 @app.task(name="messages.reap", acks_late=True)
 def reap() -> dict[str, int]:
-    """Re-publish work a lost task left behind (runs every 30 s from beat)."""
-    factory, _, _ = _resources()
-    return reaper.reap(factory)
+    """Re-publish work a lost task left behind (every 30 s from beat; one at a time by lock)."""
+    factory, _, cipher = _resources()
+
+    def reconcile(message_ids: Sequence[int]) -> Mapping[int, SubmitResult | None]:
+        # Before resending a message a dead worker left without Twilio's SID, ask Twilio.
+        async def ask() -> dict[int, SubmitResult | None]:
+            gateway = _gateway()
+            try:
+                return await find_accepted(
+                    factory=factory, gateway=gateway, cipher=cipher, message_ids=message_ids
+                )
+            finally:
+                await gateway.close()
+
+        return asyncio.run(ask())
+
+    return _one_at_a_time("reap", lambda: reaper.reap(factory, reconcile=reconcile))
 
 
 @app.task(name="campaigns.tick", acks_late=True)
 def campaigns_tick() -> dict[str, int]:
     """Plan and dispatch due campaign runs (every 15 s from beat; one at a time by lock)."""
+    factory, _, _ = _resources()
+    public_url = get_settings().public_url
+    return _one_at_a_time("tick", lambda: vars(engine.tick(factory, public_url=public_url)))
+
+
+@app.task(name="retention.purge", acks_late=True)
+def retention_purge() -> dict[str, int | str]:
+    """Purge message bodies and conversation text past FARO_RETENTION_DAYS (daily from beat)."""
+    from campaigns.retention import purge
+
     settings = get_settings()
     factory, _, _ = _resources()
-    if not settings.redis_url:
-        return vars(engine.tick(factory, public_url=get_settings().public_url))
-    lock = redis.Redis.from_url(settings.redis_url).lock("faro:tick", timeout=60, blocking=False)
-    if not lock.acquire():
-        return {}
-    try:
-        return vars(engine.tick(factory, public_url=get_settings().public_url))
-    finally:
-        with suppress(redis.RedisError):
-            lock.release()
+    tracker = settings.rasa_tracker_db_url
+    return purge(
+        factory,
+        retention_days=settings.retention_days,
+        tracker_db_url=tracker.get_secret_value() if tracker else None,
+    ).as_dict()
+
+
+@app.task(name="retention.forget_sender", acks_late=True)
+def retention_forget_sender(organization_id: int, contact_id: int) -> int:
+    """Erasure: delete the contact's events from Rasa's tracker store (if configured)."""
+    from campaigns.retention import forget_tracker_sender, tracker_sender_id
+
+    settings = get_settings()
+    tracker = settings.rasa_tracker_db_url
+    if tracker is None:
+        return 0
+    _, _, cipher = _resources()
+    sender_id = tracker_sender_id(
+        cipher, organization_id=int(organization_id), contact_id=int(contact_id)
+    )
+    return forget_tracker_sender(tracker.get_secret_value(), sender_id=sender_id)
+
+
+@app.task(name="analytics.rollup", acks_late=True)
+def analytics_rollup() -> dict[str, int]:
+    """Roll new events up into the analytics tables (every 60 s from beat; one at a time by
+    lock, and by a PostgreSQL advisory lock inside the pass should a pass outlive the lock)."""
+    from campaigns.analytics.rollup import run_rollup
+    from campaigns.db import unit_of_work
+
+    factory, _, _ = _resources()
+
+    def work() -> dict[str, int]:
+        with unit_of_work(factory) as session:
+            report = run_rollup(session)
+        return {"rows_read": report.rows_read, "handovers_closed": report.handovers_closed}
+
+    return _one_at_a_time("analytics-rollup", work)
+
+
+if os.environ.get("FARO_BENCH_TASKS") == "1":
+    # bench/campaign_dispatch.py measures Celery's ceiling with a no-op task (``bench.noop``).
+    importlib.import_module("bench.celery_noop")

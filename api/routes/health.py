@@ -9,6 +9,10 @@ from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
 
+# What /readyz asks of the assistant; docker-compose.yml's health checks ask the same.
+RASA_HEALTH_PATH = "/"
+ACTIONS_HEALTH_PATH = "/health"
+
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
@@ -37,8 +41,8 @@ def readyz(request: Request) -> JSONResponse:
             checks["redis"] = f"error: {type(exc).__name__}"
     settings = request.app.state.settings
     for name, url in (
-        ("rasa", settings.rasa_url + "/"),
-        ("actions", settings.action_server_url + "/health"),
+        ("rasa", settings.rasa_url + RASA_HEALTH_PATH),
+        ("actions", settings.action_server_url + ACTIONS_HEALTH_PATH),
     ):
         try:
             response = httpx.get(url, timeout=1.0)

@@ -11,10 +11,11 @@ in, so the message is not sent again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Integer, Table, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.contacts.models import ConsentSource, ConsentState, Contact
@@ -44,18 +45,23 @@ TWILIO_STATUSES = frozenset(
 
 @dataclass(frozen=True)
 class StatusResult:
+    """Whether the callback was for a message Faro knows (else it was ignored, and logged)."""
+
     known: bool
-    advanced: bool
 
 
-def record_status(
-    session: Session,
-    *,
-    form: Mapping[str, str],
-    message_hint: int | None = None,
-    now: dt.datetime | None = None,
-) -> StatusResult:
-    now = now or utcnow()
+@dataclass(frozen=True)
+class StatusReport:
+    """One callback, checked: Twilio's SID, the status it reports, its error code, the hint."""
+
+    sid: str
+    status: MessageStatus
+    error_code: int | None
+    message_hint: int | None
+
+
+def parse_status(form: Mapping[str, str], *, message_hint: int | None = None) -> StatusReport:
+    """Check a callback's fields; ``InvalidInput`` names the one that is wrong."""
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     raw_status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     if not sid or len(sid) > 64:
@@ -66,48 +72,134 @@ def record_status(
         raw_status = "queued"
     if raw_status == "canceled":
         raw_status = "failed"
-    status = MessageStatus(raw_status)
     code_text = form.get("ErrorCode", "")
     error_code = int(code_text) if code_text.isdigit() and len(code_text) < 9 else None
-
-    row = session.execute(
-        select(Message.id, Message.organization_id, Message.contact_id).where(
-            Message.twilio_sid == sid
-        )
-    ).first()
-    if row is None and message_hint is not None:
-        # The crash window: Twilio accepted it, the worker died before saving the SID.
-        reconciled = session.execute(
-            update(Message)
-            .where(Message.id == message_hint, Message.twilio_sid.is_(None))
-            .values(twilio_sid=sid)
-            .returning(Message.id, Message.organization_id, Message.contact_id)
-            .execution_options(synchronize_session=False)
-        ).first()
-        row = reconciled
-    if row is None:
-        return StatusResult(known=False, advanced=False)
-    message_id, organization_id, contact_id = row
-    session.execute(
-        insert(MessageStatusEvent).values(
-            organization_id=organization_id,
-            message_id=message_id,
-            status=status,
-            error_code=error_code,
-            received_at=now,
-        )
+    return StatusReport(
+        sid=sid, status=MessageStatus(raw_status), error_code=error_code, message_hint=message_hint
     )
-    values: dict[str, object] = {"status": status, "status_rank": status.rank, "updated_at": now}
-    if error_code is not None:
-        values["error_code"] = error_code
-    advanced = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status_rank < status.rank)
-        .values(**values)
-        .returning(Message.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if error_code == UNSUBSCRIBED and contact_id is not None:
+
+
+def record_status(
+    session: Session,
+    *,
+    form: Mapping[str, str],
+    message_hint: int | None = None,
+    now: dt.datetime | None = None,
+) -> StatusResult:
+    """One callback (see ``record_statuses``)."""
+    report = parse_status(form, message_hint=message_hint)
+    return record_statuses(session, [report], now=now)[0]
+
+
+def record_statuses(
+    session: Session, reports: Sequence[StatusReport], *, now: dt.datetime | None = None
+) -> list[StatusResult]:
+    """Many callbacks in a few statements, whatever their order and however often repeated.
+
+    Each report is appended to the event log; each message then moves to the highest status
+    reported for it, if that is higher than where it stands.  21610 ("unsubscribed") opts the
+    contact out.  Message rows are written in ascending id order, as the sender records its
+    batches, so the two never deadlock on each other.
+    """
+    now = now or utcnow()
+    if not reports:
+        return []
+    sids = sorted({r.sid for r in reports})
+    known: dict[str, tuple[int, int, int | None]] = {
+        sid: (mid, org, contact)
+        for sid, mid, org, contact in session.execute(
+            select(
+                Message.twilio_sid, Message.id, Message.organization_id, Message.contact_id
+            ).where(Message.twilio_sid.in_(sids))
+        )
+        if sid is not None
+    }
+    # The crash window: Twilio accepted a message and the worker died before saving its SID.
+    # The callback's URL names Faro's message (``?m=``); the SID is filled in below.
+    orphans: dict[str, int] = {
+        r.sid: r.message_hint for r in reports if r.sid not in known and r.message_hint is not None
+    }
+    best: dict[int, StatusReport] = {}
+    for report in reports:
+        message_id = known[report.sid][0] if report.sid in known else orphans.get(report.sid)
+        if message_id is None:
+            continue
+        current = best.get(message_id)
+        if current is None or report.status.rank > current.status.rank:
+            best[message_id] = report
+
+    table = cast(Table, Message.__table__)
+    rank = bindparam("rank", type_=Integer)
+    forward = {
+        "status": case(
+            (table.c.status_rank < rank, bindparam("status", type_=table.c.status.type)),
+            else_=table.c.status,
+        ),
+        "status_rank": case((table.c.status_rank < rank, rank), else_=table.c.status_rank),
+        "updated_at": now,
+        "error_code": case(
+            (
+                table.c.status_rank < rank,
+                func.coalesce(bindparam("code", type_=Integer), table.c.error_code),
+            ),
+            else_=table.c.error_code,
+        ),
+    }
+    advance = update(table).where(table.c.id == bindparam("mid")).values(**forward)
+    adopt = (
+        update(table)
+        .where(
+            table.c.id == bindparam("mid"),
+            or_(table.c.twilio_sid.is_(None), table.c.twilio_sid == bindparam("sid")),
+        )
+        .values(twilio_sid=bindparam("sid"), **forward)
+        .returning(table.c.id, table.c.organization_id, table.c.contact_id)
+    )
+    pending: list[dict[str, object]] = []
+    conn = session.connection()
+    for message_id, report in sorted(best.items()):
+        params = {
+            "mid": message_id,
+            "rank": report.status.rank,
+            "status": report.status,
+            "code": report.error_code,
+        }
+        if report.sid in known:
+            pending.append(params)
+            continue
+        if pending:  # keep ascending order: the adopted row comes after the smaller ids
+            conn.execute(advance, pending)
+            pending = []
+        adopted = conn.execute(adopt, params | {"sid": report.sid}).first()
+        if adopted is not None:
+            known[report.sid] = (adopted[0], adopted[1], adopted[2])
+    if pending:
+        conn.execute(advance, pending)
+
+    events: list[dict[str, object]] = []
+    unsubscribed: set[int] = set()
+    results: list[StatusResult] = []
+    for report in reports:
+        row = known.get(report.sid)
+        if row is None:
+            results.append(StatusResult(known=False))
+            continue
+        message_id, organization_id, contact_id = row
+        events.append(
+            {
+                "organization_id": organization_id,
+                "message_id": message_id,
+                "status": report.status,
+                "error_code": report.error_code,
+                "received_at": now,
+            }
+        )
+        if report.error_code == UNSUBSCRIBED and contact_id is not None:
+            unsubscribed.add(contact_id)
+        results.append(StatusResult(known=True))
+    if events:
+        session.execute(insert(MessageStatusEvent), events)
+    for contact_id in sorted(unsubscribed):
         contact = session.get(Contact, contact_id)
         if contact is not None:
             set_consent(
@@ -118,4 +210,4 @@ def record_status(
                 detail="21610",
                 now=now,
             )
-    return StatusResult(known=True, advanced=advanced is not None)
+    return results

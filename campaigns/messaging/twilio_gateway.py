@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
 import json
 import logging
 import uuid
@@ -27,6 +28,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+
+from campaigns.metrics import TWILIO_DURATION, timed
 
 # Twilio's client logs requests and responses at INFO, numbers and bodies included: silence it.
 _twilio_log = logging.getLogger("faro.twilio_http")
@@ -73,6 +76,10 @@ class Gateway(Protocol):
     simulated: bool
 
     async def submit(self, request: OutboundRequest) -> SubmitResult: ...
+
+    async def find(self, request: OutboundRequest, *, since: dt.datetime) -> SubmitResult | None:
+        """The message Twilio accepted for ``request`` since then, or None if it has none."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -125,7 +132,8 @@ class TwilioGateway:
             params["validity_period"] = request.validity_period
         _retry_after.set(None)
         try:
-            message = await self._client.messages.create_async(**params)
+            with timed(TWILIO_DURATION):
+                message = await self._client.messages.create_async(**params)
         except TwilioRestException as exc:
             temporary = exc.status == 429 or exc.status >= 500
             code = exc.code if isinstance(exc.code, int) else None
@@ -147,6 +155,31 @@ class TwilioGateway:
             segments=int(segments) if segments and str(segments).isdigit() else None,
         )
 
+    async def find(self, request: OutboundRequest, *, since: dt.datetime) -> SubmitResult | None:
+        """Ask Twilio whether it accepted this message (a worker died before saving the SID).
+
+        Matched on recipient, sender and body among the messages sent since ``since``; a
+        template (no body of ours to compare) is never matched, so it is resent rather than
+        confused with another message.  Raises on any failure to ask: the caller must then
+        neither resend nor give up.
+        """
+        if not request.body:
+            return None
+        sender: dict[str, Any] = {}
+        if request.from_address:
+            sender["from_"] = _address(request.channel, request.from_address)
+        with timed(TWILIO_DURATION):
+            found = await self._client.messages.list_async(
+                to=_address(request.channel, request.to),
+                date_sent_after=since,
+                limit=50,
+                **sender,
+            )
+        for message in found:
+            if message.body == request.body and message.sid:
+                return SubmitResult(ok=True, sid=message.sid, status=str(message.status))
+        return None
+
     async def close(self) -> None:
         await self._http.close()
 
@@ -159,6 +192,9 @@ class SimulatorGateway:
     async def submit(self, request: OutboundRequest) -> SubmitResult:
         await asyncio.sleep(0)
         return SubmitResult(ok=True, sid=f"SIM{uuid.uuid4().hex}", status="simulated")
+
+    async def find(self, request: OutboundRequest, *, since: dt.datetime) -> SubmitResult | None:
+        return None  # a simulated send that did not record itself never happened
 
     async def close(self) -> None:
         return None

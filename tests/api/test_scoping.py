@@ -164,6 +164,16 @@ ATTACKS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/campaigns/{campaign_id}/test-send"): {
         "json": {"phone": "{phone}", "channel": "whatsapp", "language": "es"}
     },
+    ("GET", "/v1/analytics/overview"): {"params": {"community_id": "{community_id}"}},
+    ("GET", "/v1/analytics/campaigns"): {"params": {"campaign_id": "{campaign_id}"}},
+    ("GET", "/v1/analytics/campaigns/failures"): {"params": {"campaign_id": "{campaign_id}"}},
+    ("GET", "/v1/analytics/communities"): {"params": {"community_id": "{community_id}"}},
+    ("GET", "/v1/analytics/topics"): {"params": {"community_id": "{community_id}"}},
+    ("GET", "/v1/analytics/polls"): {"params": {"campaign_id": "{campaign_id}"}},
+    ("GET", "/v1/analytics/unanswered"): {"params": {"community_id": "{community_id}"}},
+    ("GET", "/v1/analytics/alerts"): {"params": {"community_id": "{community_id}"}},
+    ("GET", "/v1/analytics/stale-knowledge"): {},
+    ("GET", "/v1/analytics/feedback"): {"params": {"community_id": "{community_id}"}},
 }
 
 

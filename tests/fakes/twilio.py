@@ -4,9 +4,10 @@ Faro's sender talks to it through the real ``twilio`` client, so the whole path 
 form encoding, basic auth, Twilio's error bodies, ``TwilioRestException`` and signed status
 callbacks checked with the real ``RequestValidator``.
 
-It serves the two Message endpoints of API 2010-04-01 (shapes from Twilio's OpenAPI spec)::
+It serves the three Message endpoints of API 2010-04-01 (shapes from Twilio's OpenAPI spec)::
 
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json         -> 201 message, or an error
+    GET  /2010-04-01/Accounts/{AccountSid}/Messages.json         -> messages (To, From, DateSent>)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json   -> the message as it is now
 
 In process (the server runs on its own event loop in a background thread)::
@@ -156,9 +157,11 @@ class Fault:
 @dataclass
 class CallbackOptions:
     """How status callbacks go out: ``delay`` seconds before each one, a ``duplicate_rate``
-    fraction of them sent twice, all of a message's callbacks ``shuffle``d, or none at all."""
+    fraction of them sent twice, all of a message's callbacks ``shuffle``d, only the ``final``
+    one (a receiver that missed the others), or none at all."""
 
     enabled: bool = True
+    final_only: bool = False
     delay: float = 0.0
     duplicate_rate: float = 0.0
     shuffle: bool = False
@@ -357,6 +360,7 @@ class FakeTwilio:
         app = web.Application(middlewares=[self._api_calls])
         api = f"/{API_VERSION}/Accounts/{{account}}/Messages"
         app.router.add_post(f"{api}.json", self._create)
+        app.router.add_get(f"{api}.json", self._list)
         app.router.add_get(f"{api}/{{sid}}.json", self._fetch)
         app.router.add_post("/_fake/config", self._http_config)
         app.router.add_post("/_fake/faults", self._http_faults)
@@ -445,6 +449,43 @@ class FakeTwilio:
             await asyncio.sleep(fault.seconds)
         return web.json_response(resource, status=201)
 
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        """``GET Messages.json``: filtered by ``To``, ``From`` and ``DateSent>`` (sent or, not
+        yet sent, created at or after it), newest first, one page."""
+        query = request.query
+        after: datetime | None = None
+        if query.get("DateSent>"):
+            try:
+                after = datetime.fromisoformat(query["DateSent>"].replace("Z", "+00:00"))
+            except ValueError:
+                return _error(400, 20001)
+            if after.tzinfo is None:
+                after = after.replace(tzinfo=UTC)
+        size = min(int(query.get("PageSize", "50") or 50), 1000)
+        with self._lock:
+            found = [
+                dict(self._resources[m.sid])
+                for m in reversed(self._messages)
+                if (not query.get("To") or m.params.get("To") == query["To"])
+                and (not query.get("From") or m.params.get("From") == query["From"])
+                and (after is None or m.received_at >= after)
+                and m.sid in self._resources
+            ][:size]
+        uri = request.path
+        return web.json_response(
+            {
+                "messages": found,
+                "end": max(len(found) - 1, 0),
+                "first_page_uri": f"{uri}?PageSize={size}&Page=0",
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": f"{uri}?PageSize={size}&Page=0",
+            }
+        )
+
     async def _fetch(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
             resource = self._resources.get(request.match_info["sid"])
@@ -532,7 +573,7 @@ class FakeTwilio:
         sends: list[str] = []
         if url and options.enabled:
             with self._lock:
-                for status in statuses:
+                for status in statuses[-1:] if options.final_only else statuses:
                     sends += [status] * (2 if self._random.random() < options.duplicate_rate else 1)
                 if options.shuffle:
                     self._random.shuffle(sends)

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
 import redis
@@ -15,16 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.contacts.models import ConsentState, Contact
 from campaigns.crypto import AddressCipher
-from campaigns.messaging.dispatch import DispatchReport, send_batch
+from campaigns.messaging import reaper
+from campaigns.messaging.dispatch import DispatchReport, find_accepted, send_batch
 from campaigns.messaging.models import Message, MessageStatus, Purpose, Sender
 from campaigns.messaging.outbound import queue_template, queue_text
 from campaigns.messaging.ratelimit import RateLimiter
-from campaigns.messaging.twilio_gateway import SimulatorGateway, TwilioGateway
+from campaigns.messaging.twilio_gateway import SimulatorGateway, SubmitResult, TwilioGateway
 from campaigns.organizations.models import Organization
 from campaigns.outbox import Job, install_publisher
 from campaigns.settings import Settings
 from tests.factories import TWILIO_SID, TWILIO_TOKEN, make_contact, make_organization, make_sender
-from tests.fakes.twilio import FakeTwilio, Fault
+from tests.fakes.twilio import FakeTwilio, Fault, twilio_client_for
 
 NOW = dt.datetime.now(dt.UTC)
 TEMPLATE = "HX" + "a" * 32
@@ -305,3 +306,62 @@ def test_rate_limiter_spreads_reservations_across_callers(settings: Settings) ->
     assert waits[0] == 0.0
     assert 1.7 < waits[-1] < 2.0
     assert all(b >= a for a, b in itertools.pairwise(waits))
+
+
+def test_the_reaper_asks_twilio_before_resending_what_a_dead_worker_left(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+    published: list[Job],
+) -> None:
+    """The crash window: Twilio accepted one message and the worker died before saving its SID;
+    the other never reached Twilio.  Only the second may be sent again."""
+    _, sender, contact = _world(db, cipher, channel="sms")
+    claimed = NOW - dt.timedelta(minutes=12)
+    accepted, lost = (
+        queue_text(db, contact=contact, sender=sender, purpose=Purpose.reply, body=b, publish=False)
+        for b in ("Tu cita es gratuita.", "Llama al 089.")
+    )
+    for message in (accepted, lost):
+        message.status, message.status_rank = MessageStatus.submitting, 1
+        message.submitted_at = claimed
+    db.commit()
+    # What the dead worker had managed: Twilio has the first message (SID never saved).
+    client = twilio_client_for(fake_twilio.base_url, TWILIO_SID, TWILIO_TOKEN)
+    twilio_sid = client.messages.create(
+        to=cipher.decrypt(contact.address_ciphertext or b""),
+        from_=sender.address,
+        body="Tu cita es gratuita.",
+    ).sid
+
+    def reconcile(ids: Sequence[int]) -> Mapping[int, SubmitResult | None]:
+        async def ask() -> dict[int, SubmitResult | None]:
+            gateway = TwilioGateway(
+                account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, api_url=fake_twilio.base_url
+            )
+            try:
+                return await find_accepted(
+                    factory=factory, gateway=gateway, cipher=cipher, message_ids=ids
+                )
+            finally:
+                await gateway.close()
+
+        return asyncio.run(ask())
+
+    def unreachable(ids: Sequence[int]) -> Mapping[int, SubmitResult | None]:
+        raise ConnectionError("Twilio is unreachable")
+
+    assert reaper.reap(factory, now=NOW, reconcile=unreachable)["submitting"] == 0
+    assert _reload(db, lost.id).status == MessageStatus.submitting  # not resent blind
+
+    counts = reaper.reap(factory, now=NOW, reconcile=reconcile)
+    assert (counts["adopted"], counts["submitting"]) == (1, 1)
+    adopted = _reload(db, accepted.id)
+    # Adopted as Twilio has it now (the fake walks an accepted message on to delivered).
+    assert adopted.twilio_sid == twilio_sid
+    assert adopted.status == MessageStatus(fake_twilio.message(twilio_sid)["status"])
+    assert _reload(db, lost.id).status == MessageStatus.pending
+    resent = [j.args[0] for j in published if j.task == "messages.send"]
+    assert resent == [[lost.id]]
+    assert len(fake_twilio.messages) == 1

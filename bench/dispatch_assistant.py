@@ -1,0 +1,187 @@
+"""The assistant's reply latency for ``bench.campaign_dispatch``: idle, then while a big campaign
+dispatches (this process plays beat: ``campaigns.tick`` every 15 s, as beat does).
+
+A reply's latency runs from the signed inbound webhook leaving this process to the reply's
+arrival at the fake Twilio (the fake records a call once its latency has passed: arrival is that
+moment less the latency), as ``bench.assistant_latency`` measures it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+from bench.assistant_latency import QUESTIONS
+from bench.assistant_latency import SENDER as WHATSAPP_SENDER
+from bench.common import latency_summary, load_average
+from bench.dispatch_world import BenchStack, CpuMeter, approved_campaign, wait_callbacks_drained
+from campaigns.outreach import engine
+from tests.factories import TWILIO_SID, TWILIO_TOKEN, random_mobile
+from tests.fakes.twilio import FakeTwilio, SentMessage
+
+BEAT_EVERY = 15.0  # seconds between beat's campaigns.tick
+REPLY_TIMEOUT = 10.0
+BODY = "Nadie cobra por una cita migratoria. Denuncia al 089. (big)"
+
+
+def since(fake: FakeTwilio, cursor: int) -> list[SentMessage]:
+    """The fake's messages from ``cursor`` on.  ``fake.messages`` copies the whole list, 90,000
+    and more here: polled every few ms, it would steal the fake's own thread its GIL."""
+    with fake._lock:
+        return fake._messages[cursor:]
+
+
+@dataclass
+class Reply:
+    sent_at: float
+    latency: float | None  # to the reply's arrival at Twilio; None: no reply in 10 s
+    accepted_at: float | None
+
+
+class Asker:
+    """Signed inbound WhatsApp questions, one at a time; each waits for its reply at the fake."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self.fake = stack.fake
+        self.url = f"{stack.base_url}/webhooks/twilio/messages"
+        self.client = httpx.Client(timeout=REPLY_TIMEOUT)
+        self.count = 0
+
+    def ask(self) -> Reply:
+        country, question = QUESTIONS[self.count % len(QUESTIONS)]
+        phone = random_mobile(country)
+        form = {
+            "MessageSid": f"SM{os.getpid():08x}{self.count:024x}",
+            "AccountSid": TWILIO_SID,
+            "From": f"whatsapp:{phone}",
+            "To": f"whatsapp:{WHATSAPP_SENDER}",
+            "Body": question,
+            "NumMedia": "0",
+        }
+        self.count += 1
+        signature = RequestValidator(TWILIO_TOKEN).compute_signature(self.url, form)
+        cursor = len(since(self.fake, 0))
+        sent_at = time.time()
+        self.client.post(
+            self.url,
+            content=urlencode(form),
+            headers={
+                "X-Twilio-Signature": signature,
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        # Mexican mobiles come back as +52 1 … on WhatsApp: match the national digits.
+        tail = phone[-10:]
+        while time.monotonic() < deadline:
+            messages = since(self.fake, cursor)
+            for message in messages:
+                to = message.params.get("To", "")
+                if to.startswith("whatsapp:") and to.endswith(tail):
+                    accepted = message.received_at.timestamp()
+                    # The fake records a call once its latency has passed: arrival is before.
+                    return Reply(sent_at, accepted - self.fake.latency - sent_at, accepted)
+            cursor += len(messages)
+            time.sleep(0.01)
+        return Reply(sent_at, None, None)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def p95_ms(replies: list[Reply]) -> float | None:
+    """p95 with a missing reply counted as the 10 s wait for it."""
+    values = [r.latency if r.latency is not None else REPLY_TIMEOUT for r in replies]
+    return latency_summary(values)["p95_ms"] if len(values) >= 2 else None
+
+
+def summary(replies: list[Reply]) -> dict[str, Any]:
+    answered = [r.latency for r in replies if r.latency is not None]
+    figures: dict[str, Any] = {"asked": len(replies), "unanswered": len(replies) - len(answered)}
+    if len(answered) >= 2:
+        figures |= latency_summary(answered)
+        figures["p95_ms_missing_as_10s"] = p95_ms(replies)
+    return figures
+
+
+def assistant_phase(
+    stack: BenchStack, meter: CpuMeter, *, org_id: int, community_id: int, big: int, idle: int
+) -> dict[str, Any]:
+    asker = Asker(stack)
+    try:
+        for _ in range(10):  # Rasa's first answers are slow: not measured
+            asker.ask()
+        load_idle = load_average()
+        idle_replies = [asker.ask() for _ in range(idle)]
+
+        due = approved_campaign(stack, org_id=org_id, community_id=community_id, body=BODY)
+        start_index = len(stack.fake.messages)
+        stop = threading.Event()
+        ticks: list[dict[str, float]] = []
+
+        def beat() -> None:
+            assert stack.factory is not None
+            queued = 0
+            while not stop.is_set() and queued < big:
+                began = time.time()
+                report = engine.tick(stack.factory, now=due + dt.timedelta(minutes=1))
+                queued += report.queued
+                ticks.append(
+                    {"at": began, "s": round(time.time() - began, 2), "queued": report.queued}
+                )
+                stop.wait(max(0.0, BEAT_EVERY - (time.time() - began)))
+
+        load_busy = load_average()
+        meter.start()
+        beat_thread = threading.Thread(target=beat, name="beat", daemon=True)
+        started = time.time()
+        beat_thread.start()
+        busy_replies: list[Reply] = []
+        sent_sms = 0
+        cursor = start_index
+        first = last = 0.0
+        deadline = time.monotonic() + 1800
+        while sent_sms < big and time.monotonic() < deadline:
+            busy_replies.append(asker.ask())
+            messages = since(stack.fake, cursor)
+            for message in messages:
+                if not message.params.get("To", "").startswith("whatsapp:"):
+                    sent_sms += 1
+                    last = message.received_at.timestamp()
+                    first = first or last
+            cursor += len(messages)
+        cpu = meter.stop()
+        stop.set()
+        beat_thread.join(timeout=120)
+    finally:
+        asker.close()
+    during = [r for r in busy_replies if r.sent_at >= first and r.sent_at <= last]
+    planning = [r for r in busy_replies if r.sent_at < first]
+    drain = wait_callbacks_drained(stack.fake)
+    idle_p95, busy_p95 = p95_ms(idle_replies), p95_ms(during)
+    ratio = busy_p95 / idle_p95 if idle_p95 and busy_p95 else None
+    return {
+        "idle": summary(idle_replies) | {"load_before": load_idle},
+        "during_sending": summary(during),
+        "during_first_tick_before_first_send": summary(planning),
+        "campaign": {
+            "recipients": big,
+            "sent": sent_sms,
+            "first_to_last_s": round(last - first, 2),
+            "per_s": round((sent_sms - 1) / (last - first), 1) if last > first else None,
+            "tick_start_to_first_send_s": round(first - started, 2),
+            "ticks": ticks,
+            "callbacks_drained_after_s": round(drain, 1),
+            "load_before": load_busy,
+            "cpu_s": cpu,
+        },
+        "p95_ratio": round(ratio, 2) if ratio else None,
+    }
