@@ -89,8 +89,16 @@ def admin_create(
     kind: Annotated[str, typer.Option(help="migration_authority|municipality|ngo")] = "ngo",
     operator: Annotated[bool, typer.Option(help="May create other organizations")] = False,
     days: Annotated[int, typer.Option(help="Token lifetime in days")] = 90,
+    password_prompt: Annotated[
+        bool, typer.Option("--password-prompt", help="Ask for a dashboard password (12+ chars)")
+    ] = False,
 ) -> None:
     """Create an administrator (and the organization if new) and print a token, once."""
+    password = (
+        typer.prompt("Dashboard password", hide_input=True, confirmation_prompt=True)
+        if password_prompt
+        else None
+    )
     from campaigns.organizations.service import create_organization, create_user, issue_token
 
     settings = _settings()
@@ -99,7 +107,12 @@ def admin_create(
         if org is None:
             org = create_organization(session, name=organization, country=country, kind=kind)
         user = create_user(
-            session, organization_id=org.id, email=email, role=Role.admin, is_operator=operator
+            session,
+            organization_id=org.id,
+            email=email,
+            role=Role.admin,
+            is_operator=operator,
+            password=password,
         )
         _, secret = issue_token(session, user=user, name="cli", days=days)
     typer.echo(f"organization {org.id} · admin {user.id}")
@@ -133,6 +146,10 @@ def _seed(settings: Settings) -> str | None:
     if result.admin_token:
         path = settings.var_dir / "demo-token.txt"
         path.write_text(result.admin_token + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    if result.admin_login:
+        path = settings.var_dir / "demo-login.txt"
+        path.write_text(" ".join(result.admin_login) + "\n", encoding="utf-8")
         path.chmod(0o600)
     typer.echo(
         f"demo: {result.organizations} organizations, {result.communities} communities, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,12 @@ from campaigns.contacts.service import create_contact
 from campaigns.crypto import AddressCipher
 from campaigns.knowledge.seed import seed_info_hubs, seed_knowledge
 from campaigns.organizations.models import Organization, Role, User
-from campaigns.organizations.service import create_organization, create_user, issue_token
+from campaigns.organizations.service import (
+    create_organization,
+    create_user,
+    hash_password,
+    issue_token,
+)
 from campaigns.simulator import ensure_demo_senders
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
@@ -36,6 +42,7 @@ class SeedResult:
     users: int = 0
     contacts: int = 0
     admin_token: str | None = None
+    admin_login: tuple[str, str] | None = None  # (email, password) for the dashboard
 
 
 def _time(value: str | None) -> dt.time | None:
@@ -123,4 +130,8 @@ def seed(session: Session, *, cipher: AddressCipher, data_dir: Path = DATA_DIR) 
             result.contacts += 1
     if first_admin is not None:
         _, result.admin_token = issue_token(session, user=first_admin, name="demo", days=30)
+        # A fresh dashboard password on every seed, like the token: the demo has no fixed secret.
+        password = secrets.token_urlsafe(12)
+        first_admin.password_hash = hash_password(password)
+        result.admin_login = (first_admin.email, password)
     return result

@@ -69,6 +69,10 @@ def publish_now(job: Job) -> bool:
 
 @event.listens_for(Session, "after_commit")
 def _publish(session: Session) -> None:
+    # SQLAlchemy fires this on a SAVEPOINT's release too: wait for the real commit, or a fast
+    # worker would look for rows that are not visible yet.
+    if session.in_nested_transaction():
+        return
     for job in session.info.pop("outbox", []):
         publish_now(job)
 

@@ -13,6 +13,8 @@ from campaigns.audit import AuditEvent
 from campaigns.cli import app
 from campaigns.contacts.models import Contact
 from campaigns.db import make_engine, make_sessionmaker
+from campaigns.organizations.models import User
+from campaigns.organizations.service import verify_password
 from campaigns.settings import get_settings
 
 
@@ -24,6 +26,9 @@ def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     get_settings.cache_clear()
     yield url
     get_settings.cache_clear()
+
+
+ADMIN = ["admin", "create", "--password-prompt", "--organization", "INM demo"]
 
 
 def test_upgrade_admin_token_and_demo(sqlite_env: str, tmp_path: Path) -> None:
@@ -62,9 +67,28 @@ def test_upgrade_admin_token_and_demo(sqlite_env: str, tmp_path: Path) -> None:
     second = runner.invoke(app, ["demo", "seed"])
     assert "0 organizations, 0 communities, 0 users, 0 simulated contacts added" in second.output
     assert (tmp_path / "var" / "demo-token.txt").read_text().startswith("faro_")
+    # A dashboard login for the demo admin, new on every seed (so the last one is the one).
+    demo_email, demo_password = (tmp_path / "var" / "demo-login.txt").read_text().split()
+
+    with_password = runner.invoke(
+        app,
+        [*ADMIN, "--email", "luz@example.org"],
+        input="una clave larga y buena\nuna clave larga y buena\n",
+    )
+    assert with_password.exit_code == 0, with_password.output
+    short = runner.invoke(
+        app,
+        [*ADMIN, "--email", "leo@example.org"],
+        input="corta\ncorta\n",
+    )
+    assert short.exit_code == 2 and "at least 12 characters" in short.output
 
     engine = make_engine(sqlite_env)
     with make_sessionmaker(engine)() as session:
+        luz = session.scalars(select(User).where(User.email == "luz@example.org")).one()
+        assert verify_password("una clave larga y buena", luz.password_hash)
+        demo = session.scalars(select(User).where(User.email == demo_email)).one()
+        assert verify_password(demo_password, demo.password_hash)
         assert session.scalar(select(func.count()).select_from(Contact)) == 90
         assert all(session.scalars(select(Contact.is_simulated)))
         vias = set(session.scalars(select(AuditEvent.via)))

@@ -310,5 +310,19 @@ def erase_contact(
         .values(body=None)
         .execution_options(synchronize_session=False)
     )
+    # The redacted copy of what they asked the assistant and it could not answer goes too.
+    from campaigns.assistant.models import UnansweredQuestion
+
+    session.execute(
+        update(UnansweredQuestion)
+        .where(
+            UnansweredQuestion.message_id.in_(
+                select(Message.id).where(Message.contact_id == contact.id)
+            ),
+            UnansweredQuestion.text_redacted != "",
+        )
+        .values(text_redacted="")
+        .execution_options(synchronize_session=False)
+    )
     session.flush()
     return contact

@@ -304,4 +304,12 @@ def _handle_keyword(
         )
         # Bodies and profile name go now; the number goes once the confirmation has left.
         erase_contact(session, contact=contact, now=now, keep_address=True)
+        # The assistant's copy of the conversation (Rasa's tracker store) goes too.
+        publish_after_commit(
+            session,
+            "retention.forget_sender",
+            contact.organization_id,
+            contact.id,
+            queue="conversation",
+        )
         confirm(then_erase=True)

@@ -269,6 +269,10 @@ def test_unknown_questions_are_honest_and_recorded_redacted(world: World) -> Non
     q = world.db.scalars(select(UnansweredQuestion)).one()
     assert "5512345678" not in q.text_redacted and "Pedro" not in q.text_redacted
     assert "##########" in q.text_redacted and "[name]" in q.text_redacted
+    # Erasure (BORRAR) takes even the redacted question away; the row stays for the counts.
+    world.say("BORRAR")
+    world.db.expire_all()
+    assert world.db.scalars(select(UnansweredQuestion)).one().text_redacted == ""
 
 
 def test_media_only_and_prompt_injection(world: World) -> None:

@@ -250,7 +250,7 @@ def test_start_opts_back_in_and_opted_out_people_still_reach_the_assistant(
 
 
 def test_erase_keyword_removes_bodies_and_sends_a_confirmation_that_finishes_it(
-    client: TestClient, db: Session, cipher: AddressCipher
+    client: TestClient, db: Session, cipher: AddressCipher, jobs: list[Job]
 ) -> None:
     _, sender = _setup(db)
     phone = random_mobile()
@@ -274,6 +274,11 @@ def test_erase_keyword_removes_bodies_and_sends_a_confirmation_that_finishes_it(
     assert confirmation[0].body and "borr" in confirmation[0].body.lower()
     # The number stays only until the confirmation has left (see the dispatch tests).
     assert contact.address_ciphertext is not None and not contact.erased
+    # And the assistant's copy of the conversation is deleted (Rasa's tracker events).
+    forget = [j for j in jobs if j.task == "retention.forget_sender"]
+    assert forget == [
+        Job("retention.forget_sender", (contact.organization_id, contact.id), queue="conversation")
+    ]
 
 
 def test_segment_calculator_endpoint(client: TestClient, db: Session) -> None:
