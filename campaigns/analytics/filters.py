@@ -51,6 +51,11 @@ def make_filters(
     ``NotFound`` (404) for a community or campaign the organization does not own.
     """
     end = end or today
+    for name, day in (("start", start), ("end", end)):
+        # Faro has no data before 2000 or far ahead; such dates are typos (and year 1 minus
+        # 29 days would not even be a date).
+        if day is not None and not dt.date(2000, 1, 1) <= day <= dt.date(2100, 12, 31):
+            raise InvalidInput(f"{name} {day} is outside 2000-01-01 … 2100-12-31", field=name)
     start = start or end - dt.timedelta(days=DEFAULT_RANGE_DAYS - 1)
     if start > end:
         raise InvalidInput(f"start {start} is after end {end}", field="start")
