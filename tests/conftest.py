@@ -8,6 +8,7 @@ at once with a message saying which one, rather than skipping tests.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -27,6 +28,7 @@ from campaigns.outbox import Job, install_publisher
 from campaigns.settings import Settings
 from tests.factories import TWILIO_SID, TWILIO_TOKEN
 from tests.fakes.twilio import FakeTwilio
+from tests.stack import PrivateRedis
 
 PG_ADMIN_URL = os.environ.get(
     "FARO_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -153,3 +155,14 @@ def jobs(client: TestClient) -> Iterator[list[Job]]:
 def fake_twilio() -> Iterator[FakeTwilio]:
     with FakeTwilio(account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN) as fake:
         yield fake
+
+
+@pytest.fixture
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own (see ``tests.stack.PrivateRedis``)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

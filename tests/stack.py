@@ -175,6 +175,59 @@ class Stack:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
 
 
+class PrivateRedis:
+    """A redis-server of the test's own on a free port: other engineers' and CI's stacks on the
+    shared server can never consume this test's tasks, nor this test theirs; and a test may
+    kill it and start it again, empty, as a restarted Redis without persistence is."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(self.url).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise AssertionError("the private redis-server did not start")
+
+    def stop(self) -> None:
+        """SIGKILL: whatever it held (queued and unacknowledged tasks) is gone."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def wait_idle(stack: Stack, quiet_for: float = 5.0, timeout: float = 240) -> None:
+    """Until the fake Twilio saw no new message and no callback for ``quiet_for`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = (len(stack.fake.messages), len(stack.fake.callbacks))
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = (len(stack.fake.messages), len(stack.fake.callbacks))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_for:
+            return
+    raise AssertionError("the system never went idle")
+
+
 BOT = ROOT / "bot"
 MODEL = BOT / "models" / "current.tar.gz"
 

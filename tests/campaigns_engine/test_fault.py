@@ -18,11 +18,9 @@ import asyncio
 import datetime as dt
 import shutil
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -54,7 +52,7 @@ from tests.factories import (
     twilio_form,
 )
 from tests.fakes.twilio import CallbackOptions
-from tests.stack import Stack, free_port, running_stack, wait_for
+from tests.stack import PrivateRedis, Stack, running_stack, wait_for, wait_idle
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -63,59 +61,6 @@ PRE_OPTED_OUT = 300
 QUIET_SIZE = 1_500
 STOPPERS = 200
 BODY = "Nadie cobra por una cita migratoria. Denuncia al 089."
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, on a free port, that can be killed and restarted."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def up() -> bool:
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
-            )
-            return b"PONG" in probe.stdout
-
-        wait_for(up, timeout=15, what="the private redis-server")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.kill()
 
 
 def _numbers(prefix: str, start: int, count: int) -> list[str]:
@@ -166,21 +111,6 @@ def _sent_count(stack: Stack) -> int:
 
 def _wait_sent(stack: Stack, at_least: int, timeout: float = 240) -> None:
     wait_for(lambda: _sent_count(stack) >= at_least, timeout=timeout, what=f"{at_least} sends")
-
-
-def _wait_idle(stack: Stack, quiet_for: float = 6.0, timeout: float = 300) -> None:
-    """Until the fake Twilio saw no new message and no callback for ``quiet_for`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = (len(stack.fake.messages), len(stack.fake.callbacks))
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = (len(stack.fake.messages), len(stack.fake.callbacks))
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_for:
-            return
-    raise AssertionError("the system never went idle")
 
 
 def _restart_worker(stack: Stack, name: str) -> None:
@@ -305,10 +235,10 @@ def test_twenty_thousand_recipients_survive_kills_restarts_and_opt_outs(
             _wait_sent(stack, 4_500)
             _restart_worker(stack, "bulk-2")
             _wait_sent(stack, 7_000)
-            private_redis.kill()  # every queued and unacknowledged task is gone
+            private_redis.stop()  # every queued and unacknowledged task is gone
             time.sleep(1)
             private_redis.start()
-            _wait_idle(stack)
+            wait_idle(stack, quiet_for=6.0)
             before_reaper = _sent_count(stack)
             assert before_reaper < RECIPIENTS - QUIET_SIZE, "the Redis restart lost nothing?"
 
@@ -317,11 +247,11 @@ def test_twenty_thousand_recipients_survive_kills_restarts_and_opt_outs(
             assert reaper.reap(factory, now=ahead, reconcile=reconcile)["pending"] > 0
             _wait_sent(stack, before_reaper + 2_000)
             _restart_worker(stack, "bulk-1")
-            _wait_idle(stack)
+            wait_idle(stack, quiet_for=6.0)
             reaper.reap(
                 factory, now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=11), reconcile=reconcile
             )
-            _wait_idle(stack)
+            wait_idle(stack, quiet_for=6.0)
 
             # Nothing went to the community in quiet hours, and nothing of it was dropped.
             asleep_numbers = set(numbers[asleep.id])
@@ -353,7 +283,7 @@ def test_twenty_thousand_recipients_survive_kills_restarts_and_opt_outs(
                     .values(send_after=dt.datetime.now(dt.UTC))
                 )
             engine.tick(factory)  # the held deliveries are dispatched now
-            _wait_idle(stack)
+            wait_idle(stack, quiet_for=6.0)
             engine.tick(factory)  # deliveries follow their messages; runs close
         finally:
             install_publisher(None)

@@ -21,17 +21,15 @@ from campaigns.messaging.models import (
     Message,
     MessageStatus,
     MessageStatusEvent,
-    Purpose,
 )
-from campaigns.messaging.outbound import queue_text
 from campaigns.outbox import Job, install_publisher
 from tests.factories import (
-    make_contact,
     make_organization,
     make_sender,
     random_mobile,
     twilio_form,
 )
+from tests.messaging.test_status_webhook import _sent_message
 
 
 def test_concurrent_items_share_batches_and_each_gets_its_own_outcome() -> None:
@@ -119,27 +117,13 @@ def test_receive_many_refuses_one_form_and_stores_the_others_once(
     assert [j.args for j in published if j.task == "messages.send"] != []
 
 
-def _outbound(db: Session, cipher: AddressCipher, sid: str | None) -> Message:
-    org = make_organization(db)
-    sender = make_sender(db, org=org, address="+1415" + str(uuid.uuid4().int)[:7])
-    contact = make_contact(db, org=org, cipher=cipher)
-    message = queue_text(
-        db, contact=contact, sender=sender, purpose=Purpose.reply, body="x", publish=False
-    )
-    message.twilio_sid = sid
-    message.status = MessageStatus.queued if sid else MessageStatus.submitting
-    message.status_rank = message.status.rank
-    db.commit()
-    return message
-
-
 @pytest.mark.parametrize("order", [["read", "sent", "delivered", "read"], ["sent", "failed"]])
 def test_record_statuses_in_one_batch_keeps_every_event_and_the_highest_status(
     db: Session, cipher: AddressCipher, order: list[str]
 ) -> None:
     sid = "SM" + uuid.uuid4().hex
-    message = _outbound(db, cipher, sid)
-    orphan = _outbound(db, cipher, None)  # the crash window: no SID saved, the hint finds it
+    message = _sent_message(db, cipher, sid)
+    orphan = _sent_message(db, cipher, None)  # the crash window: no SID saved, the hint finds it
     orphan_sid = "SM" + uuid.uuid4().hex
     reports = [
         status.parse_status({"MessageSid": sid, "MessageStatus": s, "ErrorCode": "30008"})

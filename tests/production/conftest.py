@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -12,7 +11,6 @@ from sqlalchemy.engine import make_url
 
 from campaigns.embedded import upgrade_database
 from tests.conftest import PG_ADMIN_URL
-from tests.resilience.helpers import PrivateRedis
 
 
 def create_database(prefix: str) -> str:
@@ -41,14 +39,3 @@ def own_db() -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
-
-
-@pytest.fixture
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    """A redis-server of the test's own, so no other stack consumes this test's tasks."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server")
-    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()

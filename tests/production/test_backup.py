@@ -17,7 +17,6 @@ import datetime as dt
 import glob
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -41,8 +40,7 @@ from tests.campaigns_engine.factories import make_campaign, make_place
 from tests.conftest import PG_ADMIN_URL
 from tests.factories import make_organization, make_sender, make_user
 from tests.fakes.twilio import CallbackOptions
-from tests.resilience.helpers import PrivateRedis
-from tests.stack import Stack, running_stack, wait_for
+from tests.stack import PrivateRedis, Stack, running_stack, wait_for, wait_idle
 
 RECIPIENTS = 800
 OPTED_OUT = 50
@@ -94,20 +92,6 @@ def _campaign_ids_at_twilio(stack: Stack, body: str) -> list[int]:
             query = parse_qs(urlparse(m.params["StatusCallback"]).query)
             ids.append(int(query["m"][0]))
     return ids
-
-
-def _wait_idle(stack: Stack, quiet_for: float = 5.0, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    last = (len(stack.fake.messages), len(stack.fake.callbacks))
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = (len(stack.fake.messages), len(stack.fake.callbacks))
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_for:
-            return
-    raise AssertionError("the system never went idle")
 
 
 @pytest.fixture
@@ -232,7 +216,7 @@ def test_a_backup_taken_mid_campaign_restores_and_resumes_without_duplicates(
                 what="300 sends",
             )
             stack.kill("bulk", signal.SIGTERM)  # warm shutdown: finishes what it holds
-            _wait_idle(stack, quiet_for=3)
+            wait_idle(stack, quiet_for=3)
             sent_before_backup = len(_campaign_ids_at_twilio(stack, BODY))
             assert sent_before_backup < RECIPIENTS, "the campaign finished before the backup"
             pg_dump(stack.database_url, dumps / "quiesced.dump")
@@ -265,7 +249,7 @@ def test_a_backup_taken_mid_campaign_restores_and_resumes_without_duplicates(
                 timeout=180,
                 what="every recipient",
             )
-            _wait_idle(stack)
+            wait_idle(stack)
             engine.tick(second.factory)
         finally:
             install_publisher(None)

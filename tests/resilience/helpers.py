@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import httpx
-import redis
 from sqlalchemy import insert, text
 from twilio.request_validator import RequestValidator
 
@@ -83,42 +82,6 @@ class PrivatePostgres:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class PrivateRedis:
-    """A redis-server of the test's own on a free port: other engineers' and CI's stacks on the
-    shared server can never consume this test's tasks, nor this test theirs."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis.from_url(self.url).ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.1)
-        raise AssertionError("the private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @dataclass
@@ -250,21 +213,6 @@ def campaign_world(
         lifecycle.approve_campaign(db, campaign.id, user_id=approver.id, now=written)
         lifecycle.schedule_campaign(db, campaign.id, now=written)
         return CampaignWorld(campaign_id=campaign.id, sender_id=sender.id, numbers=numbers)
-
-
-def wait_idle(stack: Stack, quiet_for: float = 5.0, timeout: float = 240) -> None:
-    """Until the fake Twilio saw no new message and no callback for ``quiet_for`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = (len(stack.fake.messages), len(stack.fake.callbacks))
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = (len(stack.fake.messages), len(stack.fake.callbacks))
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_for:
-            return
-    raise AssertionError("the system never went idle")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -28,12 +28,11 @@ from campaigns.settings import Settings
 from tests.resilience.helpers import (
     Delivery,
     PrivatePostgres,
-    PrivateRedis,
     TwilioLikeClient,
     percentile,
     verdict,
 )
-from tests.stack import running_stack, wait_for
+from tests.stack import PrivateRedis, running_stack, wait_for
 from workers.celery_app import celery_publisher, make_celery
 
 SENDER = "+14155230901"

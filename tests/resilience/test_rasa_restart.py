@@ -41,8 +41,8 @@ from campaigns.organizations.service import create_organization
 from campaigns.outbox import install_publisher
 from campaigns.settings import Settings
 from tests.conftest import PG_ADMIN_URL
-from tests.resilience.helpers import PrivateRedis, TwilioLikeClient, verdict
-from tests.stack import Stack, free_port, running_stack, wait_for
+from tests.resilience.helpers import TwilioLikeClient, verdict
+from tests.stack import PrivateRedis, Stack, free_port, running_stack, wait_for
 from workers.celery_app import celery_publisher, make_celery
 
 SENDER = "+14155230902"

@@ -23,14 +23,8 @@ from campaigns.outreach import engine
 from campaigns.settings import Settings
 from tests.conftest import PG_ADMIN_URL
 from tests.fakes.twilio import Fault
-from tests.resilience.helpers import (
-    CAMPAIGN_BODY,
-    PrivateRedis,
-    campaign_world,
-    verdict,
-    wait_idle,
-)
-from tests.stack import running_stack, wait_for
+from tests.resilience.helpers import CAMPAIGN_BODY, campaign_world, verdict
+from tests.stack import PrivateRedis, running_stack, wait_for, wait_idle
 from workers.celery_app import celery_publisher, make_celery
 
 RECIPIENTS = 400

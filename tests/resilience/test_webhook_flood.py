@@ -28,8 +28,8 @@ from campaigns.messaging.senders import create_sender
 from campaigns.organizations.service import create_organization
 from tests.conftest import PG_ADMIN_URL
 from tests.factories import TWILIO_SID, TWILIO_TOKEN
-from tests.resilience.helpers import PrivateRedis, percentile, verdict
-from tests.stack import running_stack
+from tests.resilience.helpers import percentile, verdict
+from tests.stack import PrivateRedis, running_stack
 
 SENDER = "+14155230903"
 RATE = float(os.environ.get("FARO_FLOOD_RATE", "1000"))
