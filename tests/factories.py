@@ -75,19 +75,27 @@ def make_community(
     )
 
 
+_given: set[str] = set()
+
+
 def random_mobile(country: str = "MX") -> str:
     """A valid mobile number of ``country`` (E.164), different on each call."""
     example = phonenumbers.example_number_for_type(country, phonenumbers.PhoneNumberType.MOBILE)
     assert example is not None, country
     base = str(example.national_number)
-    while True:
+    for _ in range(100_000):
         tail = f"{_rng.randrange(10**4):04d}"
         candidate = phonenumbers.parse(f"+{example.country_code}{base[:-4]}{tail}")
         if phonenumbers.is_valid_number(candidate) and phonenumbers.number_type(candidate) in (
             phonenumbers.PhoneNumberType.MOBILE,
             phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
         ):
-            return phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
+            number = phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
+            # Only 10,000 tails: without this, two contacts of one test could share a number.
+            if number not in _given:
+                _given.add(number)
+                return number
+    raise AssertionError(f"no unused mobile number of {country} left in this test run")
 
 
 def make_contact(

@@ -269,6 +269,18 @@ def _seed(url: str, settings: Settings) -> dict[str, object]:
         topic_day(c1.id, "health_services", "fr", days[2], questions=3)
         for i in range(1, 6):
             topic_day(c2.id, "asylum_protection", "en", days[i], questions=3)
+        # And the same summed over languages, as the rollup keeps it (spike alerts read it).
+        db.flush()
+        db.execute(
+            text(
+                "INSERT INTO analytics_topic_total_day (organization_id, community_id, day, topic,"
+                " questions, unanswered, feedback_yes, feedback_no)"
+                " SELECT organization_id, community_id, day, topic, sum(questions),"
+                " sum(unanswered), sum(feedback_yes), sum(feedback_no) FROM analytics_topic_day"
+                " WHERE organization_id = :org GROUP BY organization_id, community_id, day, topic"
+            ),
+            {"org": org.id},
+        )
 
         person = make_contact(db, org=org, cipher=cipher, communities=[c1])
         for i, question in enumerate(
