@@ -13,9 +13,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from api.deps import CipherDep, SessionDep
 from campaigns.batching import GroupCommit
 from campaigns.crypto import AddressCipher
 from campaigns.db import retry_on_deadlock
@@ -87,9 +89,9 @@ async def _submit(request: Request, name: str, item: Any) -> Any:
     return await batcher.submit(item)
 
 
-# No session dependency here: the webhooks share transactions (``campaigns.batching``), which is
-# what lets one process take hundreds of them a second.  Each answer still waits for the commit
-# that stored its own message or event.
+# No session dependency for status callbacks: they share transactions (``campaigns.batching``),
+# which is what lets one process take hundreds of them a second.  Each answer still waits for
+# the commit that stored its own event.
 
 
 # The endpoints read their header and query parameter from the request themselves: FastAPI's
@@ -107,11 +109,16 @@ SIGNATURE_DOC = {
 
 
 @router.post("/messages", response_class=Response, openapi_extra=SIGNATURE_DOC)
-async def inbound_message(request: Request) -> Response:
-    """A message from a migrant.  Stored once per MessageSid; answered with empty TwiML."""
+async def inbound_message(request: Request, session: SessionDep, cipher: CipherDep) -> Response:
+    """A message from a migrant.  Stored once per MessageSid; answered with empty TwiML.
+
+    One transaction per message, not a group commit: an inbound message costs several round
+    trips and locks its contact, and shared transactions held hot contacts' locks for the whole
+    batch (see docs/benchmarks.md, Gateway, "Second session").
+    """
     signature = request.headers.get("x-twilio-signature")
     form = await _verified_form(request, _settings(request), signature)
-    await _submit(request, "inbound_batches", form)
+    await run_in_threadpool(inbound.receive, session, cipher=cipher, form=form)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
@@ -142,16 +149,7 @@ async def status_callback(request: Request) -> Response:
 def install_batches(
     app_state: Any, *, session_factory: Callable[[], Session], cipher: AddressCipher
 ) -> None:
-    """The two webhooks' group commits, on ``app.state`` (tests swap ``session_factory``)."""
-
-    def inbound_work(forms: Sequence[dict[str, str]]) -> list[Any]:
-        def attempt() -> list[Any]:
-            with app_state.webhook_session_factory() as session:
-                outcomes = inbound.receive_many(session, cipher=cipher, forms=forms)
-                session.commit()
-            return list(outcomes)
-
-        return retry_on_deadlock(attempt)
+    """The status webhook's group commit, on ``app.state`` (tests swap ``session_factory``)."""
 
     def status_work(reports: Sequence[status.StatusReport]) -> list[Any]:
         def attempt() -> list[Any]:
@@ -163,5 +161,4 @@ def install_batches(
         return retry_on_deadlock(attempt)
 
     app_state.webhook_session_factory = session_factory
-    app_state.inbound_batches = GroupCommit(inbound_work, max_batch=8, concurrency=16)
     app_state.status_batches = GroupCommit(status_work, max_batch=500)

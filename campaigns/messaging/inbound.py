@@ -16,19 +16,18 @@ its follow-up tasks only after that transaction commits (``campaigns.outbox``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns.contacts.models import Channel, ConsentSource, ConsentState, Contact
 from campaigns.contacts.service import erase_contact, set_consent
 from campaigns.crypto import AddressCipher
 from campaigns.db import utcnow
-from campaigns.errors import FaroError, InvalidInput, NotFound
+from campaigns.errors import InvalidInput, NotFound
 from campaigns.languages import default_language_for_country
 from campaigns.logging import get_logger
 from campaigns.messaging.keywords import KeywordKind, classify, confirmation
@@ -222,44 +221,6 @@ def receive(
     )
     log.info("inbound.keyword", message_id=message_id, keyword=match.kind.value)
     return InboundResult(message_id=message_id, duplicate=False, keyword=match.kind)
-
-
-def receive_many(
-    session: Session,
-    *,
-    cipher: AddressCipher,
-    forms: Sequence[Mapping[str, str]],
-    now: dt.datetime | None = None,
-) -> list[InboundResult | FaroError]:
-    """``receive`` for a batch of webhooks sharing one transaction (``campaigns.batching``).
-
-    Each form runs in its own savepoint, so one that is refused (a malformed number, an unknown
-    sender) leaves no trace and takes nothing else with it: its outcome is the error, the others
-    still commit.  The follow-up tasks of the forms that succeeded are published after the
-    caller commits, as ``receive`` alone would.
-    """
-    outcomes: dict[int, InboundResult | FaroError] = {}
-    jobs = session.info.pop("outbox", [])
-    # In the order of the senders' numbers, so that batches running side by side lock the same
-    # contacts in the same order and cannot deadlock; outcomes go back in the callers' order.
-    order = sorted(range(len(forms)), key=lambda i: (forms[i].get("From", ""), i))
-    for index in order:
-        try:
-            with session.begin_nested():
-                outcomes[index] = receive(session, cipher=cipher, form=forms[index], now=now)
-        except FaroError as exc:
-            outcomes[index] = exc
-            session.info.pop("outbox", None)
-            continue
-        except (IntegrityError, DataError) as exc:
-            # Not expected after the checks above; refused alone rather than failing the batch.
-            log.warning("inbound.refused", error_type=type(exc).__name__)
-            outcomes[index] = InvalidInput("the message could not be stored as sent", field="body")
-            session.info.pop("outbox", None)
-            continue
-        jobs.extend(session.info.pop("outbox", []))
-    session.info["outbox"] = jobs
-    return [outcomes[i] for i in range(len(forms))]
 
 
 def _handle_keyword(

@@ -13,21 +13,12 @@ from sqlalchemy.orm import Session
 
 from campaigns.batching import GroupCommit
 from campaigns.crypto import AddressCipher
-from campaigns.errors import FaroError, InvalidInput, NotFound
-from campaigns.messaging import inbound, status
-from campaigns.messaging.inbound import InboundResult
+from campaigns.errors import InvalidInput
+from campaigns.messaging import status
 from campaigns.messaging.models import (
-    Direction,
     Message,
     MessageStatus,
     MessageStatusEvent,
-)
-from campaigns.outbox import Job, install_publisher
-from tests.factories import (
-    make_organization,
-    make_sender,
-    random_mobile,
-    twilio_form,
 )
 from tests.messaging.test_status_webhook import _sent_message
 
@@ -75,46 +66,6 @@ def test_a_failed_batch_fails_every_caller_of_that_batch_only() -> None:
     first, second = asyncio.run(main())
     assert isinstance(first[0], ConnectionError)
     assert second == ["B", "C"]
-
-
-def test_receive_many_refuses_one_form_and_stores_the_others_once(
-    db: Session, cipher: AddressCipher
-) -> None:
-    org = make_organization(db)
-    sender = make_sender(db, org=org, channel="whatsapp")
-    db.commit()
-    phone = random_mobile("GT")
-    first = twilio_form(sender=sender, phone=phone, body="¿Dónde pido asilo?")
-    unknown_sender = dict(twilio_form(sender=sender, phone=random_mobile("HN"), body="hola"))
-    unknown_sender["To"] = "whatsapp:+14155550000"
-    bad_number = dict(twilio_form(sender=sender, phone=phone, body="hola"))
-    bad_number["From"] = "whatsapp:+1"
-    stop = twilio_form(sender=sender, phone=phone, body="BAJA")
-    published: list[Job] = []
-    install_publisher(published.append)
-    try:
-        outcomes = inbound.receive_many(
-            db, cipher=cipher, forms=[first, unknown_sender, first, bad_number, stop]
-        )
-        db.commit()
-    finally:
-        install_publisher(None)
-
-    assert isinstance(outcomes[0], InboundResult) and not outcomes[0].duplicate
-    assert isinstance(outcomes[1], NotFound)
-    assert isinstance(outcomes[2], InboundResult) and outcomes[2].duplicate
-    assert isinstance(outcomes[3], FaroError)
-    assert isinstance(outcomes[4], InboundResult) and outcomes[4].keyword is not None
-    stored = db.scalars(
-        select(Message.twilio_sid).where(
-            Message.direction == Direction.inbound, Message.organization_id == org.id
-        )
-    ).all()
-    assert sorted(str(sid) for sid in stored) == sorted([first["MessageSid"], stop["MessageSid"]])
-    # One reply asked for the question, one confirmation for BAJA: nothing for the refused.
-    handled = [j for j in published if j.task == "conversation.handle"]
-    assert handled == [Job("conversation.handle", (outcomes[0].message_id,))]
-    assert [j.args for j in published if j.task == "messages.send"] != []
 
 
 @pytest.mark.parametrize("order", [["read", "sent", "delivered", "read"], ["sent", "failed"]])
