@@ -1,14 +1,10 @@
 """Group commit: many concurrent requests share one transaction, each still told its own result.
 
-Twilio's webhooks arrive by the hundred per second, and each one alone would pay for a session,
-a pool checkout, a commit (an fsync) and a thread hand-off.  A ``GroupCommit`` queues the
+Twilio's status callbacks arrive by the hundred per second, and each one alone would pay for a
+session, a pool checkout, a commit (an fsync) and a thread hand-off.  A ``GroupCommit`` queues the
 requests of one process and hands them to ``work`` in batches, one batch at a time, on a worker
 thread.  There is no timer: while a batch is in the database the next one gathers, so under light
 load a batch is one request (no added latency) and under heavy load batches grow by themselves.
-
-``concurrency`` batches may be in the database at once (each on its own thread and connection):
-one for cheap set-based work such as status callbacks, a few where each item costs several
-round trips (inbound messages), so that their waits on PostgreSQL overlap.
 
 ``work`` receives the items and returns one outcome per item, in order: a value, or an exception
 that belongs to that item alone (a malformed form, an unknown sender).  If ``work`` itself
@@ -35,13 +31,11 @@ class GroupCommit(Generic[T, R]):
         work: Callable[[Sequence[T]], Sequence[R | BaseException]],
         *,
         max_batch: int = 200,
-        concurrency: int = 1,
     ) -> None:
         self.work = work
         self.max_batch = max_batch
-        self.concurrency = concurrency
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._flushers: set[asyncio.Task[None]] = set()
+        self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
 
@@ -49,10 +43,8 @@ class GroupCommit(Generic[T, R]):
         """Queue one item; returns its result once its batch committed, or raises its error."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if len(self._flushers) < self.concurrency:
-            task = asyncio.create_task(self._flush())
-            self._flushers.add(task)
-            task.add_done_callback(self._flushers.discard)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
