@@ -108,9 +108,22 @@ class TwilioGateway:
     simulated = False
 
     def __init__(
-        self, *, account_sid: str, auth_token: str, api_url: str, timeout: float = 15.0
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        api_url: str,
+        timeout: float = 15.0,
+        max_connections: int = 100,
     ) -> None:
-        self._http = _HeaderKeepingClient(timeout=timeout, logger=_twilio_log)
+        """Make it inside the event loop that will use it; keep it as long as that loop lives
+        (its connections to Twilio are pooled, at most ``max_connections`` at once)."""
+        self._http = _HeaderKeepingClient(
+            timeout=timeout, logger=_twilio_log, pool_connections=False
+        )
+        self._http.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections)
+        )
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._client.api.base_url = api_url.rstrip("/")
 
