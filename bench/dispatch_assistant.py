@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
 from bench.assistant_latency import QUESTIONS
@@ -44,6 +45,7 @@ class Reply:
     sent_at: float
     latency: float | None  # to the reply's arrival at Twilio; None: no reply in 10 s
     accepted_at: float | None
+    sid: str = ""
 
 
 class Asker:
@@ -88,13 +90,51 @@ class Asker:
                 if to.startswith("whatsapp:") and to.endswith(tail):
                     accepted = message.received_at.timestamp()
                     # The fake records a call once its latency has passed: arrival is before.
-                    return Reply(sent_at, accepted - self.fake.latency - sent_at, accepted)
+                    arrived = accepted - self.fake.latency
+                    return Reply(sent_at, arrived - sent_at, arrived, form["MessageSid"])
             cursor += len(messages)
             time.sleep(0.01)
-        return Reply(sent_at, None, None)
+        return Reply(sent_at, None, None, form["MessageSid"])
 
     def close(self) -> None:
         self.client.close()
+
+
+STAGES = (
+    "webhook (sent -> stored by the API)",
+    "assistant (stored -> reply queued)",
+    "send task (queued -> submitted)",
+    "Twilio call (submitted -> arrived)",
+)
+
+
+def stages(factory: Any, replies: list[Reply]) -> dict[str, dict[str, float]]:
+    """Where each answered reply's time went, from the rows' own timestamps (ms, p50/p95)."""
+    answered = {r.sid: r for r in replies if r.accepted_at is not None}
+    if len(answered) < 2:
+        return {}
+    with factory() as session:
+        rows = session.execute(
+            text(
+                "SELECT i.twilio_sid, i.created_at, o.created_at, o.submitted_at"
+                " FROM message i JOIN message o ON o.contact_id = i.contact_id"
+                " AND o.direction = 'outbound' AND o.purpose = 'reply'"
+                " WHERE i.twilio_sid = ANY(:sids)"
+            ),
+            {"sids": list(answered)},
+        ).all()
+    spans: dict[str, list[float]] = {name: [] for name in STAGES}
+    for sid, stored, queued, submitted in rows:
+        reply = answered[sid]
+        marks = [reply.sent_at, stored, queued, submitted, reply.accepted_at]
+        times = [m if isinstance(m, float) else m.replace(tzinfo=dt.UTC).timestamp() for m in marks]
+        for name, a, b in zip(STAGES, times, times[1:], strict=False):
+            spans[name].append(b - a)
+    return {
+        name: {k: v for k, v in latency_summary(values).items() if k in ("p50_ms", "p95_ms")}
+        for name, values in spans.items()
+        if len(values) >= 2
+    }
 
 
 def p95_ms(replies: list[Reply]) -> float | None:
@@ -173,6 +213,8 @@ def assistant_phase(
     return {
         "idle": summary(idle_replies) | {"load_before": load_idle},
         "during_sending": summary(during),
+        "stages_idle": stages(stack.factory, idle_replies),
+        "stages_during_sending": stages(stack.factory, during),
         "during_first_tick_before_first_send": summary(planning),
         "campaign": {
             "recipients": big,

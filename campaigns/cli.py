@@ -169,16 +169,37 @@ def demo_seed() -> None:
     typer.echo(f"demo admin token written to {settings.var_dir / 'demo-token.txt'}")
 
 
+# Campaign sends are batch work: a bulk-only worker runs at a lower CPU priority, so that on a
+# machine it shares with the API, the conversation worker and Rasa, a reply is not kept waiting
+# for CPU behind thousands of sends (docs/benchmarks.md, "replies during a campaign").
+BULK_NICENESS = 10
+
+
 @app.command("worker")
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated: conversation, bulk")] = (
         "conversation,bulk"
     ),
     concurrency: Annotated[int, typer.Option(help="Threads")] = 16,
+    nice: Annotated[
+        int | None,
+        typer.Option(
+            help="CPU priority (0-19, higher yields more). Default: 10 for a worker that only "
+            "takes the bulk queue, so on a shared machine conversation replies win the CPU "
+            "over campaign sends; 0 otherwise."
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker (thread pool: each send overlaps many Twilio calls)."""
     _settings()
     from workers.celery_app import app as celery
+
+    names = {q.strip() for q in queues.split(",") if q.strip()}
+    niceness = nice if nice is not None else (BULK_NICENESS if names == {"bulk"} else 0)
+    if not 0 <= niceness <= 19:
+        raise typer.BadParameter("nice must be between 0 and 19", param_hint="--nice")
+    if niceness:
+        os.nice(niceness)
 
     celery.worker_main(
         [

@@ -12,11 +12,12 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from campaigns.analytics import insights, queries
+from campaigns.analytics.cache import PassCache
 from campaigns.analytics.export import table_csv
 from campaigns.analytics.filters import Filters, make_filters
 from campaigns.analytics.suppression import Table
@@ -70,6 +71,19 @@ LimitDep = Annotated[int, Depends(_limit)]
 Cursor = Annotated[str | None, Query(max_length=100)]
 
 
+def pass_cache(request: Request) -> PassCache:
+    """The app's analytics results, each kept until the next rollup pass (``analytics.cache``)."""
+    state = request.app.state
+    cache = getattr(state, "analytics_cache", None)
+    if cache is None:
+        # Two first requests may race here: one of the two caches is dropped, nothing else.
+        cache = state.analytics_cache = PassCache()
+    return cache
+
+
+CacheDep = Annotated[PassCache, Depends(pass_cache)]
+
+
 def _exact(principal: Principal) -> bool:
     return principal.role == Role.admin
 
@@ -91,13 +105,15 @@ def _table(
     limit: int,
     cursor: str | None,
     format: Format,
+    cache: PassCache,
     **extra: Any,
 ) -> Any:
     exact = _exact(principal)
     if format == "csv":
         table = query(session, filters, exact=exact, limit=CSV_ROWS, **extra)
         return _csv(table.name, table_csv(table))
-    return query(session, filters, exact=exact, cursor=cursor, limit=limit, **extra).as_json()
+    table = query(session, filters, exact=exact, cursor=cursor, limit=limit, cache=cache, **extra)
+    return table.as_json()
 
 
 def _records(name: str, items: Sequence[Any], format: Format) -> Any:
@@ -119,6 +135,7 @@ def campaigns(
     principal: PrincipalDep,
     filters: FiltersDep,
     limit: LimitDep,
+    cache: CacheDep,
     cursor: Cursor = None,
     format: Format = "json",
 ) -> Any:
@@ -132,6 +149,7 @@ def campaigns(
         limit=limit,
         cursor=cursor,
         format=format,
+        cache=cache,
     )
 
 
@@ -141,6 +159,7 @@ def campaign_failures(
     principal: PrincipalDep,
     filters: FiltersDep,
     limit: LimitDep,
+    cache: CacheDep,
     cursor: Cursor = None,
     format: Format = "json",
 ) -> Any:
@@ -153,6 +172,7 @@ def campaign_failures(
         limit=limit,
         cursor=cursor,
         format=format,
+        cache=cache,
     )
 
 
@@ -162,6 +182,7 @@ def communities(
     principal: PrincipalDep,
     filters: FiltersDep,
     limit: LimitDep,
+    cache: CacheDep,
     cursor: Cursor = None,
     by: Literal["total", "day"] = "total",
     format: Format = "json",
@@ -175,6 +196,7 @@ def communities(
         limit=limit,
         cursor=cursor,
         format=format,
+        cache=cache,
         by_day=by == "day",
     )
 
@@ -185,6 +207,7 @@ def topics(
     principal: PrincipalDep,
     filters: FiltersDep,
     limit: LimitDep,
+    cache: CacheDep,
     cursor: Cursor = None,
     by: Literal["total", "day"] = "total",
     format: Format = "json",
@@ -198,6 +221,7 @@ def topics(
         limit=limit,
         cursor=cursor,
         format=format,
+        cache=cache,
         by_day=by == "day",
     )
 
@@ -208,6 +232,7 @@ def polls(
     principal: PrincipalDep,
     filters: FiltersDep,
     limit: LimitDep,
+    cache: CacheDep,
     cursor: Cursor = None,
     format: Format = "json",
 ) -> Any:
@@ -220,13 +245,18 @@ def polls(
         limit=limit,
         cursor=cursor,
         format=format,
+        cache=cache,
     )
 
 
 @router.get("/overview")
-def overview(session: SessionDep, principal: PrincipalDep, filters: FiltersDep) -> Any:
+def overview(
+    session: SessionDep, principal: PrincipalDep, filters: FiltersDep, cache: CacheDep
+) -> Any:
     """Reach, engagement, opt-outs and this week's spike alerts."""
-    result = insights.overview(session, filters, exact=_exact(principal), today=utcnow().date())
+    result = insights.overview(
+        session, filters, exact=_exact(principal), today=utcnow().date(), cache=cache
+    )
     return dataclasses.asdict(result)
 
 
@@ -248,12 +278,17 @@ def alerts(
     session: SessionDep,
     principal: PrincipalDep,
     filters: FiltersDep,
+    cache: CacheDep,
     format: Format = "json",
 ) -> Any:
     """Topics rising in a community: this week ≥ 10 and ≥ 3x the four-week weekly mean
     (the week ends on ``end``)."""
     found = insights.spike_alerts(
-        session, today=filters.end, community_id=filters.community_id, exact=_exact(principal)
+        session,
+        today=filters.end,
+        community_id=filters.community_id,
+        exact=_exact(principal),
+        cache=cache,
     )
     if filters.topic is not None:
         found = [a for a in found if a.topic == filters.topic]
@@ -278,8 +313,11 @@ def feedback(
     principal: PrincipalDep,
     filters: FiltersDep,
     limit: LimitDep,
+    cache: CacheDep,
     format: Format = "json",
 ) -> Any:
     """Topics with the lowest share of "useful" feedback (topics with ≥ 5 answers)."""
-    found = insights.lowest_feedback_topics(session, filters, limit=limit, exact=_exact(principal))
+    found = insights.lowest_feedback_topics(
+        session, filters, limit=limit, exact=_exact(principal), cache=cache
+    )
     return _records("lowest_feedback_topics", found, format)

@@ -15,9 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
+from campaigns.analytics.cache import PassCache, cached
 from campaigns.analytics.filters import Filters
 from campaigns.analytics.models import CampaignDay, CommunityDay, PollDay, TopicDay, TopicTotalDay
 from campaigns.analytics.suppression import SUPPRESS_BELOW, Cell, hide_small
@@ -187,32 +188,61 @@ class _Group:
     count: int = 0
 
 
-def spike_alerts(
-    session: Session, *, today: dt.date, community_id: int | None = None, exact: bool = False
-) -> list[SpikeAlert]:
-    """Topics rising in a community this week against its four-week baseline (rule above)."""
+def _topic_weeks(
+    session: Session,
+    *,
+    today: dt.date,
+    community_id: int | None,
+    also: Filters | None = None,
+) -> tuple[list[tuple[int, str, int, int]], tuple[int, int]]:
+    """Per community and topic: this week's and the baseline's questions (``spike_alerts``);
+    with ``also``, in the same scan, the questions and unanswered turns over its range.
+
+    Returns the candidates (``this week ≥ SPIKE_MIN_COUNT``) and the range's two sums.
+    """
     week_start = today - dt.timedelta(days=6)
     base_start = week_start - dt.timedelta(days=28)
-    this_week = func.sum(case((TopicTotalDay.day >= week_start, TopicTotalDay.questions), else_=0))
-    baseline = func.sum(case((TopicTotalDay.day < week_start, TopicTotalDay.questions), else_=0))
+    day, questions = TopicTotalDay.day, TopicTotalDay.questions
+    this_week = func.sum(case((and_(day >= week_start, day <= today), questions), else_=0))
+    baseline = func.sum(case((and_(day >= base_start, day < week_start), questions), else_=0))
+    columns: list[Any] = [TopicTotalDay.community_id, TopicTotalDay.topic, this_week, baseline]
+    lo, hi = base_start, today
+    if also is not None:
+        in_range = and_(day >= also.start, day <= also.end)
+        columns += [
+            func.sum(case((in_range, questions), else_=0)),
+            func.sum(case((in_range, TopicTotalDay.unanswered), else_=0)),
+        ]
+        lo, hi = min(lo, also.start), max(hi, also.end)
     stmt = (
-        select(
-            TopicTotalDay.community_id,
-            TopicTotalDay.topic,
-            this_week.label("w"),
-            baseline.label("b"),
-        )
-        .where(TopicTotalDay.day >= base_start, TopicTotalDay.day <= today)
+        select(*columns)
+        .where(day >= lo, day <= hi)
         .group_by(TopicTotalDay.community_id, TopicTotalDay.topic)
-        .having(this_week >= SPIKE_MIN_COUNT)
     )
+    if also is None:
+        stmt = stmt.having(this_week >= SPIKE_MIN_COUNT)
     if community_id is not None:
         stmt = stmt.where(TopicTotalDay.community_id == community_id)
+    candidates: list[tuple[int, str, int, int]] = []
+    asked = unanswered = 0
+    for row in session.execute(stmt):
+        week, base = int(row[2] or 0), int(row[3] or 0)
+        if week >= SPIKE_MIN_COUNT:
+            candidates.append((row[0], row[1], week, base))
+        if also is not None:
+            asked += int(row[4] or 0)
+            unanswered += int(row[5] or 0)
+    return candidates, (asked, unanswered)
+
+
+def _alerts(
+    session: Session, candidates: list[tuple[int, str, int, int]], *, exact: bool
+) -> list[SpikeAlert]:
     found = []
-    for cid, topic, week, base in session.execute(stmt):
-        mean = int(base or 0) / 4
+    for cid, topic, week, base in candidates:
+        mean = base / 4
         if week >= SPIKE_FACTOR * mean:
-            found.append((cid, topic, int(week), int(base or 0), mean))
+            found.append((cid, topic, week, base, mean))
     names = (
         dict(
             session.execute(
@@ -240,6 +270,24 @@ def spike_alerts(
     return alerts
 
 
+def spike_alerts(
+    session: Session,
+    *,
+    today: dt.date,
+    community_id: int | None = None,
+    exact: bool = False,
+    cache: PassCache | None = None,
+) -> list[SpikeAlert]:
+    """Topics rising in a community this week against its four-week baseline (rule above)."""
+    candidates, _ = cached(
+        cache,
+        session,
+        ("spike_alerts", today, community_id),
+        lambda: _topic_weeks(session, today=today, community_id=community_id),
+    )
+    return _alerts(session, candidates, exact=exact)
+
+
 def stale_entries(session: Session, *, today: dt.date, limit: int = 100) -> list[StaleEntry]:
     """Active knowledge entries whose review date has passed, most overdue first."""
     rows = session.scalars(
@@ -262,13 +310,29 @@ def stale_entries(session: Session, *, today: dt.date, limit: int = 100) -> list
 
 
 def lowest_feedback_topics(
-    session: Session, filters: Filters, *, limit: int = 5, exact: bool = False
+    session: Session,
+    filters: Filters,
+    *,
+    limit: int = 5,
+    exact: bool = False,
+    cache: PassCache | None = None,
 ) -> list[TopicFeedback]:
     """Topics with the smallest share of "useful" answers (only topics with ≥ 5 answers).
 
     Unless ``exact``, a yes or no count of 1-4 is ``"<5"`` and the share is then hidden too
     (``None``): with the other count shown it would give the small one back.
     """
+    return cached(
+        cache,
+        session,
+        ("lowest_feedback", filters, limit, exact),
+        lambda: _lowest_feedback(session, filters, limit=limit, exact=exact),
+    )
+
+
+def _lowest_feedback(
+    session: Session, filters: Filters, *, limit: int, exact: bool
+) -> list[TopicFeedback]:
     model: Any = TopicDay if filters.language is not None else TopicTotalDay
     yes = func.sum(model.feedback_yes)
     no = func.sum(model.feedback_no)
@@ -295,60 +359,85 @@ def lowest_feedback_topics(
     ]
 
 
-def overview(session: Session, filters: Filters, *, exact: bool, today: dt.date) -> Overview:
-    """Reach, engagement, opt-outs and this week's alerts for the dashboard's first page."""
+def overview(
+    session: Session,
+    filters: Filters,
+    *,
+    exact: bool,
+    today: dt.date,
+    cache: PassCache | None = None,
+) -> Overview:
+    """Reach, engagement, opt-outs and this week's alerts for the dashboard's first page.
 
-    def one(stmt: object) -> int:
-        value = session.execute(stmt).scalar()  # type: ignore[call-overload]
-        return int(value or 0)
+    Four statements, one per rollup table: the topic table is read once for the range's
+    questions and the alerts' two windows together.
+    """
+    counts, candidates = cached(
+        cache,
+        session,
+        ("overview", filters, today),
+        lambda: _overview_counts(session, filters, today=today),
+    )
 
+    def h(key: str) -> Cell:
+        return hide_small(counts[key], exact=exact)
+
+    return Overview(
+        start=filters.start,
+        end=filters.end,
+        targeted=h("targeted"),
+        sent=h("sent"),
+        delivered=h("delivered"),
+        read=h("read"),
+        replies=h("replies"),
+        clicks=h("clicks"),
+        poll_answers=h("poll_answers"),
+        opt_outs=h("opt_outs"),
+        active_contacts=h("active_contacts"),
+        conversations=h("conversations"),
+        questions=h("questions"),
+        unanswered=h("unanswered"),
+        alerts=_alerts(session, candidates, exact=exact),
+    )
+
+
+_REACH = ("targeted", "sent", "delivered", "read", "replies", "clicks")
+
+
+def _overview_counts(
+    session: Session, filters: Filters, *, today: dt.date
+) -> tuple[dict[str, int], list[tuple[int, str, int, int]]]:
     def in_range(
-        model: type[CampaignDay] | type[CommunityDay] | type[TopicTotalDay] | type[PollDay],
-    ) -> list[object]:
-        conds: list[object] = [model.day >= filters.start, model.day <= filters.end]
+        model: type[CampaignDay] | type[CommunityDay] | type[PollDay],
+    ) -> list[ColumnElement[bool]]:
+        conds = [model.day >= filters.start, model.day <= filters.end]
         if filters.community_id is not None:
             conds.append(model.community_id == filters.community_id)
         return conds
 
     c = session.execute(
-        select(
-            *(
-                func.sum(getattr(CampaignDay, k)).label(k)
-                for k in ("targeted", "sent", "delivered", "read", "replies", "clicks", "opt_outs")
-            )
-        ).where(*in_range(CampaignDay))  # type: ignore[arg-type]
+        select(*(func.sum(getattr(CampaignDay, k)).label(k) for k in _REACH)).where(
+            *in_range(CampaignDay)
+        )
     ).one()
     m = session.execute(
         select(
             func.sum(CommunityDay.active_contacts),
             func.sum(CommunityDay.conversations),
             func.sum(CommunityDay.opted_out),
-        ).where(*in_range(CommunityDay))  # type: ignore[arg-type]
+        ).where(*in_range(CommunityDay))
     ).one()
-    t = session.execute(
-        select(func.sum(TopicTotalDay.questions), func.sum(TopicTotalDay.unanswered)).where(
-            *in_range(TopicTotalDay)  # type: ignore[arg-type]
-        )
-    ).one()
-    polls = one(select(func.sum(PollDay.answers)).where(*in_range(PollDay)))  # type: ignore[arg-type]
-
-    def h(v: object) -> Cell:
-        return hide_small(int(v or 0), exact=exact)  # type: ignore[call-overload]
-
-    return Overview(
-        start=filters.start,
-        end=filters.end,
-        targeted=h(c.targeted),
-        sent=h(c.sent),
-        delivered=h(c.delivered),
-        read=h(c.read),
-        replies=h(c.replies),
-        clicks=h(c.clicks),
-        poll_answers=h(polls),
-        opt_outs=h(m[2]),
-        active_contacts=h(m[0]),
-        conversations=h(m[1]),
-        questions=h(t[0]),
-        unanswered=h(t[1]),
-        alerts=spike_alerts(session, today=today, community_id=filters.community_id, exact=exact),
+    polls = session.execute(select(func.sum(PollDay.answers)).where(*in_range(PollDay))).scalar()
+    candidates, (questions, unanswered) = _topic_weeks(
+        session, today=today, community_id=filters.community_id, also=filters
     )
+    counts = {k: int(getattr(c, k) or 0) for k in _REACH}
+    counts.update(
+        poll_answers=int(polls or 0),
+        opt_outs=int(m[2] or 0),
+        active_contacts=int(m[0] or 0),
+        conversations=int(m[1] or 0),
+        questions=questions,
+        unanswered=unanswered,
+    )
+    return counts, candidates

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from api.deps import SessionDep
+from api.routes.analytics import pass_cache
 from api.routes.dashboard import web
 from api.routes.dashboard.view import (
     CHART_ROWS,
@@ -48,6 +49,8 @@ def _communities(session: SessionDep) -> list[Community]:
 
 @router.get("", response_class=HTMLResponse)
 def overview(request: Request, session: SessionDep) -> Response:
+    cache = pass_cache(request)
+
     def build(signed: SignedIn) -> tuple[str, dict[str, Any]]:
         exact = web.is_admin(signed)
         filters = filters_from(request, session)
@@ -57,8 +60,10 @@ def overview(request: Request, session: SessionDep) -> Response:
             "filters": filters,
             "query": query_of(filters),
             "communities": _communities(session),
-            "o": insights.overview(session, filters, exact=exact, today=web.today()),
-            "by_community": community_metrics(session, filters, exact=exact, limit=PAGE_ROWS),
+            "o": insights.overview(session, filters, exact=exact, today=web.today(), cache=cache),
+            "by_community": community_metrics(
+                session, filters, exact=exact, limit=PAGE_ROWS, cache=cache
+            ),
         }
 
     return guarded(request, session, build)

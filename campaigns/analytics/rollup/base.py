@@ -25,6 +25,12 @@ class RollupReport:
     def rows_read(self) -> int:
         return sum(hi - lo for lo, hi in self.ranges.values())
 
+    @property
+    def changed(self) -> bool:
+        """Whether the pass may have written a rollup table: every write is of a source row in
+        a claimed range, except handover closes (an update, found directly)."""
+        return self.rows_read > 0 or self.handovers_closed > 0
+
 
 class Sql:
     """The few expressions that differ between PostgreSQL and SQLite."""
