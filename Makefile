@@ -9,7 +9,7 @@ LOCK_HASH := $(shell cat requirements.lock requirements-dev.lock pyproject.toml 
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 PRISM := tools/prism/node_modules/.bin/prism
 
-.PHONY: setup prism run test lint typecheck audit bench clean
+.PHONY: setup prism browser run test lint typecheck audit bench clean
 .PHONY: bot-setup bot-train bot-validate bot-test-nlu bot-test-actions
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -47,8 +47,19 @@ typecheck: setup
 audit: setup
 	$(BIN)/python tools/audit_locks.py $(AUDIT_FLAGS) requirements.lock bot/requirements.lock
 
-test: setup prism lint typecheck audit bot-train bot-validate bot-test-nlu bot-test-actions
+test: setup prism browser lint typecheck audit bot-train bot-validate bot-test-nlu bot-test-actions
 	$(BIN)/pytest
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (no browser download).
+# Installed with apt-get when it is missing and this runs as root; otherwise a clear message.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
+	  else \
+	    echo "the browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; \
+	  fi; \
+	fi
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -223,7 +223,9 @@ class CpuMeter:
             name: sum(tree_cpu_seconds(p) for p in pids) for name, pids in self.pids.items()
         }
         times = psutil.Process().cpu_times()
-        readings["bench process (fake Twilio, tick)"] = times.user + times.system
+        readings["bench process (fake Twilio; tick in the dispatch phase)"] = (
+            times.user + times.system
+        )
         return readings
 
     def start(self) -> None:

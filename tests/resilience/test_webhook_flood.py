@@ -1,5 +1,5 @@
-"""A webhook flood: inbound webhooks offered at 1,000 requests/s (10 s in CI, 30 s on
-request) against one API process.  The client behaves like Twilio (a 15-second timeout; a
+"""A webhook flood: inbound webhooks offered at 1,000 requests/s for 30 s against one API
+process.  The client behaves like Twilio (a 15-second timeout; a
 5xx, a timeout or a refused connection is retried later), so whatever the API cannot take at
 once it takes eventually: everything offered is stored exactly once.
 
@@ -33,13 +33,12 @@ from tests.stack import PrivateRedis, running_stack
 
 SENDER = "+14155230903"
 RATE = float(os.environ.get("FARO_FLOOD_RATE", "1000"))
-# The issue asks for 30 s.  One API process on this 2-core machine drains ~60 webhooks/s under
-# a flood, so 30,000 would take ~8 minutes of the suite; CI offers 1,000/s for 10 s (10,000
-# webhooks) and the 30 s run is ``FARO_FLOOD_SECONDS=30`` (see docs/benchmarks.md).
-SECONDS = float(os.environ.get("FARO_FLOOD_SECONDS", "10"))
+# 30,000 webhooks: one API process on this 2-core machine drains ~116 a second under the flood
+# (2026-11-28: all 30,000 stored once in 260 s, the test 4.4 min).
+SECONDS = float(os.environ.get("FARO_FLOOD_SECONDS", "30"))
 CONNECTIONS = 500  # at most this many requests in flight, as a sender's connection pool
 TWILIO_TIMEOUT = 15.0
-GIVE_UP_AFTER = 300.0  # per webhook, from when it was offered: the test stays bounded
+GIVE_UP_AFTER = 600.0  # per webhook, from when it was offered: the test stays bounded
 
 
 @dataclass
