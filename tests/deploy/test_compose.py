@@ -192,11 +192,15 @@ def test_every_command_exists() -> None:
     assert services()["migrate"].get("command") in (["faro", "db", "upgrade"], "faro db upgrade")
 
 
-def _faro_runs(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What `faro worker` or `faro beat` hands to Celery, run for real up to that call."""
+def _faro_runs(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, niced: list[int] | None = None
+) -> list[str]:
+    """What `faro worker` or `faro beat` hands to Celery, run for real up to that call (the
+    worker's ``os.nice`` is recorded in ``niced``, not applied to this test process)."""
     handed: list[str] = []
     monkeypatch.setattr(celery_app, "worker_main", handed.extend)
     monkeypatch.setattr(celery_app, "start", handed.extend)
+    monkeypatch.setattr(os, "nice", (niced if niced is not None else []).append)
     monkeypatch.setenv("FARO_VAR_DIR", "/tmp/faro-deploy-test-var")
     result = CliRunner().invoke(cli.app, argv[1:])
     assert result.exit_code == 0, result.output
@@ -207,9 +211,11 @@ def test_workers_cover_every_queue_and_the_bulk_worker_scales(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     served: dict[str, set[str]] = {}
+    niceness: dict[str, list[int]] = {}
     for name in WORKERS:
         service = services()[name]
-        celery_argv = _faro_runs(service_argv(name, service), monkeypatch)
+        niceness[name] = []
+        celery_argv = _faro_runs(service_argv(name, service), monkeypatch, niceness[name])
         assert celery_argv[0] == "worker", name
         assert "-n" not in celery_argv and "--hostname" not in celery_argv, (
             f"{name}: the health check pings celery@$HOSTNAME, Celery's default node name"
@@ -217,6 +223,8 @@ def test_workers_cover_every_queue_and_the_bulk_worker_scales(
         served[name] = set(celery_argv[celery_argv.index("-Q") + 1].split(","))
     assert served["worker-conversation"] == {"conversation"}, "replies wait behind bulk sends"
     assert served["worker-bulk"] == {"bulk"}
+    # Campaign sends yield the CPU to replies on a shared machine; replies never yield.
+    assert niceness == {"worker-conversation": [], "worker-bulk": [cli.BULK_NICENESS]}
     published = {p.queue for p in Purpose} | {str(celery_app.conf.task_default_queue)}
     published |= {e.get("options", {}).get("queue") for e in celery_app.conf.beat_schedule.values()}
     assert published - {None} <= set().union(*served.values()), "a queue no worker reads"
