@@ -233,29 +233,60 @@ MODEL = BOT / "models" / "current.tar.gz"
 
 
 class Assistant:
-    """Rasa's server and action server as real processes, on free ports."""
+    """Rasa's server and action server as real processes, on free ports.
+
+    ``kill(which)`` SIGKILLs one of them (``"rasa"`` or ``"actions"``) as a crash would, and
+    ``restart(which)`` starts it again on the same port and waits until it serves.  Rasa's
+    tracker is an SQLite file in ``workdir``, so conversations survive a restart."""
+
+    PARTS = ("actions", "rasa")
 
     def __init__(self, workdir: Path, faro_url: str) -> None:
         self.workdir = workdir
         self.rasa_port, self.actions_port = free_port(), free_port()
         self.faro_url = faro_url
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
     def rasa_url(self) -> str:
         return f"http://127.0.0.1:{self.rasa_port}"
+
+    @property
+    def actions_url(self) -> str:
+        return f"http://127.0.0.1:{self.actions_port}"
+
+    @property
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        return list(self.running.values())
 
     def start(self, *, worker: bool = True) -> None:
         if not MODEL.exists():
             raise RuntimeError(f"no trained model at {MODEL}: run `make bot-train` first")
         endpoints = self.workdir / "endpoints.yml"
         endpoints.write_text(
-            f"action_endpoint:\n  url: http://127.0.0.1:{self.actions_port}/webhook\n"
+            f"action_endpoint:\n  url: {self.actions_url}/webhook\n"
             "tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: rasa-tracker.db\n"
             "lock_store:\n  type: in_memory\n",
             encoding="utf-8",
         )
+        self._spawn("actions")
+        self._spawn("rasa")
+        self._wait("actions")
+        self._wait("rasa")
+
+    def _spawn(self, which: str) -> None:
         rasa = str(BOT / ".venv" / "bin" / "rasa")
+        if which == "actions":
+            port = str(self.actions_port)
+            args = [rasa, "run", "actions", "--actions", "actions", "--port", port]
+            cwd = BOT
+        else:
+            args = [
+                rasa, "run", "--enable-api", "-i", "127.0.0.1", "--port", str(self.rasa_port),
+                "--model", str(MODEL), "--endpoints", str(self.workdir / "endpoints.yml"),
+                "--credentials", str(BOT / "credentials.yml"),
+            ]  # fmt: skip
+            cwd = self.workdir
         env = os.environ | {
             "FARO_URL": self.faro_url,
             "FARO_ACTIONS_TOKEN": DEV_ACTIONS_TOKEN,
@@ -263,56 +294,51 @@ class Assistant:
             "SANIC_HOST": "127.0.0.1",
         }
         log = (self.workdir / "rasa.log").open("ab")
-        self.processes.append(
-            subprocess.Popen(
-                [rasa, "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
-                cwd=BOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        self.processes.append(
-            subprocess.Popen(
-                [
-                    rasa,
-                    "run",
-                    "--enable-api",
-                    "-i",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.rasa_port),
-                    "--model",
-                    str(MODEL),
-                    "--endpoints",
-                    str(endpoints),
-                    "--credentials",
-                    str(BOT / "credentials.yml"),
-                ],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.running[which] = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def _wait(self, which: str) -> None:
         def up() -> bool:
             try:
+                if which == "actions":
+                    return httpx.get(f"{self.actions_url}/health", timeout=2).status_code == 200
                 status = httpx.get(f"{self.rasa_url}/status", timeout=2).json()
                 return bool(status.get("model_file"))
             except (httpx.HTTPError, ValueError):
                 return False
 
-        wait_for(up, timeout=240, what="Rasa to load the model")
+        what = "the action server" if which == "actions" else "Rasa to load the model"
+        wait_for(up, timeout=240, what=what)
+
+    def kill(self, which: str) -> None:
+        """SIGKILL ``"rasa"`` or ``"actions"`` (its whole process group), as a crash would."""
+        proc = self.running.pop(which)
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def restart(self, which: str) -> None:
+        """Start ``"rasa"`` or ``"actions"`` again on its port; returns once it serves."""
+        if which not in self.PARTS:
+            raise ValueError(f"unknown part {which!r}")
+        if which in self.running:
+            self.kill(which)
+        self._spawn(which)
+        self._wait(which)
 
     def stop(self) -> None:
-        for proc in self.processes:
-            proc.terminate()
-        for proc in self.processes:
+        for proc in self.running.values():
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.running.values():
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.running.clear()
 
 
 @contextmanager

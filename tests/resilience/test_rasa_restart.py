@@ -1,219 +1,249 @@
-"""Rasa killed and restarted mid-conversation: people who write while it is down get Rasa's
-answer once it is back (the conversation task retries after 2, 4 and 8 s), or, past that, the
-apology docs/assistant.md describes, and nobody gets two replies.
+"""Rasa and its action server killed and restarted mid-conversation: every message gets exactly
+one reply — Rasa's answer, or the apology docs/assistant.md describes — and nobody gets two.
 
-Rasa here is a stand-in process (tests/resilience/fake_rasa.py) speaking Rasa's REST channel:
-the trained model is not on every machine and takes minutes to load, which would make a kill
-and restart test unbounded.  With the model present, tests/assistant/test_rasa_e2e.py covers the
-real server and action server.
+Everything is real: the API and a conversation worker as processes (``tests.stack``), the
+trained model served by ``rasa run`` and ``rasa run actions`` (``tests.stack.Assistant``, which
+``make test`` prepares the model for), the fake Twilio over HTTP, signed webhooks.  The two Rasa
+processes are SIGKILLed as a crash would, not stopped politely.
 
-A message whose conversation task found nothing to do is left to beat's reaper; the test plays
-beat after a minute and prints how many needed it ("left to the reaper").  On 2026-11-28 that was
-13 of 40: the webhook's batched insert published ``conversation.handle`` when each message's
-SAVEPOINT was released, before the batch committed (campaigns/outbox.py publishes on every
-``after_commit``, which SQLAlchemy also fires for a nested transaction), so a fast worker found
-no row.  Nothing is lost, but those people wait for the reaper (about 2 minutes).
+People write one question each, in groups:
+
+- before: everything up; Rasa's answer (the answer with its source, then the feedback prompt);
+- mid-turn: a burst, and both Rasa processes are killed once its first turn is done, so some
+  turns are in flight; each gets the answer (if the action had reached Faro, whose task, retried
+  because Rasa died before replying, then finds the message answered) or the apology;
+- down: written while both stay down past the task's retries (2, 4 and 8 s): the apology;
+- restarting: written as the restart begins; a retry that lands after Rasa has loaded its
+  model (about 14 s here) gets the answer, otherwise the apology;
+- after: everything back; Rasa's answer;
+- actions down: Rasa up, its action server killed.  Rasa answers ``200 []`` (its REST channel
+  swallows the failed action), so Faro sends its own apology at once, without retrying;
+- actions back: Rasa's answer again.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from campaigns.assistant.texts import say
-from campaigns.messaging import reaper
+from campaigns.knowledge.seed import seed_knowledge
 from campaigns.messaging.models import Direction, Message
 from campaigns.messaging.senders import create_sender
 from campaigns.organizations.service import create_organization
-from campaigns.outbox import install_publisher
-from campaigns.settings import Settings
 from tests.conftest import PG_ADMIN_URL
 from tests.resilience.helpers import TwilioLikeClient, verdict
-from tests.stack import PrivateRedis, Stack, free_port, running_stack, wait_for
-from workers.celery_app import celery_publisher, make_celery
+from tests.stack import Assistant, PrivateRedis, Stack, free_port, running_stack, wait_for
 
 SENDER = "+14155230902"
-FAKE_RASA = Path(__file__).with_name("fake_rasa.py")
-
-
-class RasaProcess:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.log = workdir / "rasa-turns.log"
-        self.log.touch()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(FAKE_RASA), "--port", str(self.port), "--log", str(self.log)]
-        )
-
-        def up() -> bool:
-            try:
-                return httpx.get(self.url, timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, timeout=20, what="the assistant")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def turns(self) -> int:
-        return len(self.log.read_text().splitlines())
+QUESTION = "hola buenas, como pido asilo aqui en mexico? llegue hace una semana"
+FEEDBACK = "¿Te sirvió? 1 Sí / 2 No"
+APOLOGY = say("unavailable", "es")
+# A retry scheduled before a reply could still come this long after it (the last countdown).
+RETRY_WINDOW = 8.0
 
 
 @pytest.fixture
-def world(tmp_path: Path, private_redis: PrivateRedis) -> Iterator[tuple[Stack, RasaProcess]]:
-    rasa = RasaProcess(tmp_path)
-    os.environ["FARO_RASA_URL"] = rasa.url  # read by the stack's processes
+def world(tmp_path: Path, private_redis: PrivateRedis) -> Iterator[tuple[Stack, Assistant]]:
+    api_port = free_port()
+    assistant = Assistant(tmp_path, faro_url=f"http://127.0.0.1:{api_port}")
+    os.environ["FARO_RASA_URL"] = assistant.rasa_url  # read by the stack's processes
     try:
-        with running_stack(PG_ADMIN_URL, tmp_path / "stack", redis_url=private_redis.url) as stack:
+        with running_stack(
+            PG_ADMIN_URL, tmp_path / "stack", port=api_port, redis_url=private_redis.url
+        ) as stack:
             with stack.session() as db, db.begin():
                 org = create_organization(db, name="Rasa restart", country="MX")
                 create_sender(db, organization_id=org.id, channel="whatsapp", address=SENDER)
-            rasa.start()
-            yield stack, rasa
+                seed_knowledge(db, organization_id=org.id)
+            try:
+                assistant.start()
+                yield stack, assistant
+            finally:
+                assistant.stop()
     finally:
-        rasa.kill()
         os.environ.pop("FARO_RASA_URL", None)
 
 
-def _say(client: TwilioLikeClient, phones: list[str]) -> list[str]:
-    forms = [
-        client.form(sid="SM" + uuid.uuid4().hex, phone=p, to=SENDER, body="¿necesito visa?")
-        for p in phones
-    ]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = [d.status for d in pool.map(client.deliver, forms)]
-    assert statuses == [200] * len(phones)
-    return [f["MessageSid"] for f in forms]
+@dataclass
+class Heard:
+    """What one person received, sorted into the replies a person can tell apart."""
+
+    answers: int = 0  # Rasa's answer: it cites its source
+    feedback: int = 0  # the prompt that follows an answer
+    apologies: int = 0
+    other: list[str] = field(default_factory=list)
+
+    @property
+    def replies(self) -> int:
+        return max(self.answers, self.feedback) + self.apologies + len(self.other)
+
+    @property
+    def complete(self) -> bool:
+        return self.apologies > 0 or self.other != [] or (self.answers > 0 and self.feedback > 0)
 
 
-def _state(stack: Stack, sids: list[str]) -> str:
-    """Where each message stands (for a failure message)."""
-    with stack.session() as db:
-        rows = db.execute(
-            select(Message.id, Message.handled_at, Message.handling_started_at).where(
-                Message.twilio_sid.in_(sids)
+def _heard(stack: Stack, phones: list[str]) -> dict[str, Heard]:
+    heard = {p: Heard() for p in phones}
+    for m in list(stack.fake.messages):
+        person = heard.get(m.params["To"].removeprefix("whatsapp:"))
+        if person is None:
+            continue
+        body = m.params.get("Body", "")
+        if body == APOLOGY:
+            person.apologies += 1
+        elif body == FEEDBACK:
+            person.feedback += 1
+        elif "Fuente:" in body:
+            person.answers += 1
+        else:
+            person.other.append(body)
+    return heard
+
+
+class People:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.client = TwilioLikeClient(stack)
+        self.groups: dict[str, list[str]] = {}
+        self.sids: dict[str, list[str]] = {}
+
+    def write(self, group: str, count: int, prefix: str) -> list[str]:
+        # E.164 as Faro stores them (Mexico's old mobile "1" is dropped), so replies match.
+        phones = [f"{prefix}{i:08d}" for i in range(count)]
+        forms = [
+            self.client.form(sid="SM" + uuid.uuid4().hex, phone=p, to=SENDER, body=QUESTION)
+            for p in phones
+        ]
+        self.groups[group] = phones
+        self.sids[group] = [f["MessageSid"] for f in forms]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = [d.status for d in pool.map(self.client.deliver, forms)]
+        assert statuses == [200] * count
+        return phones
+
+    def wait_replied(self, *groups: str, timeout: float = 90) -> None:
+        phones = [p for g in groups for p in self.groups[g]]
+
+        def done() -> bool:
+            return all(h.complete for h in _heard(self.stack, phones).values())
+
+        try:
+            wait_for(done, timeout=timeout, what=f"a reply to everyone in {groups}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {self.unhandled()}") from None
+
+    def unhandled(self) -> str:
+        sids = [sid for group in self.sids.values() for sid in group]
+        with self.stack.session() as db:
+            rows = db.execute(
+                select(Message.id, Message.handling_started_at).where(
+                    Message.twilio_sid.in_(sids), Message.handled_at.is_(None)
+                )
+            ).all()
+        return "unhandled: " + "; ".join(f"{r.id} (lease {r.handling_started_at})" for r in rows)
+
+    def handled(self, *groups: str) -> int:
+        """How many of these groups' messages Faro marked handled (it answered them)."""
+        sids = [sid for g in groups for sid in self.sids.get(g, [])]
+        with self.stack.session() as db:
+            return len(
+                db.scalars(
+                    select(Message.id).where(
+                        Message.twilio_sid.in_(sids),
+                        Message.direction == Direction.inbound,
+                        Message.handled_at.is_not(None),
+                    )
+                ).all()
             )
-        ).all()
-    return "; ".join(f"{r.id}: handled {r.handled_at}, lease {r.handling_started_at}" for r in rows)
-
-
-def _wait_or_reap(stack: Stack, phones: list[str], sids: list[str]) -> int:
-    """Wait for a reply to each; what is still unanswered after a minute is left to beat's
-    reaper (it re-publishes inbound messages nobody handled for 2 minutes: run here with its
-    clock 3 minutes ahead).  Returns how many messages needed it."""
-    try:
-        wait_for(lambda: len(_replies(stack, phones)) == len(phones), timeout=60, what="answers")
-        return 0
-    except AssertionError:
-        pass
-    print(f"\nunanswered after 60 s, left to the reaper: {_state(stack, sids)}")
-    assert stack.factory is not None
-    install_publisher(
-        celery_publisher(make_celery(Settings(env="test", redis_url=stack.redis_url)))
-    )
-    try:
-        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
-        reaped = reaper.reap(stack.factory, now=later)["inbound"]
-    finally:
-        install_publisher(None)
-    try:
-        wait_for(lambda: len(_replies(stack, phones)) == len(phones), timeout=60, what="answers")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {_state(stack, sids)}") from None
-    return reaped
-
-
-def _replies(stack: Stack, phones: list[str]) -> Counter[str]:
-    wanted = {f"whatsapp:{p}" for p in phones}
-    return Counter(m.params["To"] for m in stack.fake.messages if m.params["To"] in wanted)
 
 
 @pytest.mark.slow
-def test_people_writing_while_rasa_is_down_get_one_answer(
-    world: tuple[Stack, RasaProcess],
+def test_rasa_and_its_action_server_killed_mid_conversation(
+    world: tuple[Stack, Assistant],
 ) -> None:
-    stack, rasa = world
-    client = TwilioLikeClient(stack)
-    # E.164 as Faro stores them (Mexico's old mobile "1" is dropped), so replies match.
-    before = [f"+5255{i:08d}" for i in range(10)]
-    short = [f"+5256{i:08d}" for i in range(20)]  # write during a 4-second outage
-    long = [f"+5281{i:08d}" for i in range(10)]  # write while it stays down past the retries
+    stack, assistant = world
+    people = People(stack)
+    started = time.monotonic()
 
-    needed_reaper = _wait_or_reap(stack, before, _say(client, before))
+    people.write("before", 8, "+5255")
+    people.wait_replied("before")
 
-    rasa.kill()
-    short_sids = _say(client, short)
-    time.sleep(4)
-    rasa.start()
-    needed_reaper += _wait_or_reap(stack, short, short_sids)
+    # Kill both once the burst's first turn is done: the rest are mid-turn or queued.
+    background = ThreadPoolExecutor(max_workers=1)  # re-raises its failures on .result()
+    burst = background.submit(people.write, "mid-turn", 24, "+5256")
+    wait_for(lambda: people.handled("mid-turn") > 0, timeout=60, what="the burst's first turn")
+    assistant.kill("rasa")
+    assistant.kill("actions")
+    handled_at_kill = people.handled("mid-turn")
+    burst.result()
+    people.write("down", 8, "+5281")
+    people.wait_replied("mid-turn", "down")  # Rasa stays down: the retries run out
 
-    rasa.kill()
-    needed_reaper += _wait_or_reap(stack, long, _say(client, long))
-    rasa.start()
-    time.sleep(5)  # a retry that would answer a second time would have come by now
-    client.close()
+    def restart_both() -> float:
+        began = time.monotonic()
+        for part in ("actions", "rasa"):
+            assistant.restart(part)
+        return time.monotonic() - began
 
-    everyone = before + short + long
-    said: dict[str, list[str]] = {p: [] for p in everyone}
-    for m in stack.fake.messages:
-        phone = m.params["To"].removeprefix("whatsapp:")
-        if phone in said:
-            said[phone].append(m.params["Body"])
-    apology = say("unavailable", "es")
-    answers = {p: sum(1 for b in texts if "Rasa:" in b) for p, texts in said.items()}
-    apologies = {p: sum(1 for b in texts if apology in b) for p, texts in said.items()}
-    with stack.session() as db:
-        inbound = (
-            db.scalar(
-                select(func.count()).where(
-                    Message.direction == Direction.inbound, Message.handled_at.is_not(None)
-                )
-            )
-            or 0
-        )
-    # One reply per message: Rasa's answer or the apology, never both, never twice.
-    duplicated = [p for p in everyone if answers[p] + apologies[p] > 1]
-    lost = [p for p in everyone if answers[p] + apologies[p] == 0]
-    print("\nexample replies:", {p: said[p] for p in (before[0], short[0], long[0])})
+    restart = background.submit(restart_both)
+    people.write("restarting", 8, "+5233")
+    restart_took = restart.result()
+    background.shutdown()
+    people.wait_replied("restarting")
+    people.write("after", 8, "+5222")
+    people.wait_replied("after")
+
+    assistant.kill("actions")
+    people.write("actions down", 6, "+5244")
+    people.wait_replied("actions down")
+    assistant.restart("actions")
+    people.write("actions back", 6, "+5266")
+    people.wait_replied("actions back")
+
+    time.sleep(RETRY_WINDOW)  # a retry that would reply a second time has come by now
+    people.client.close()
+
+    everyone = [p for phones in people.groups.values() for p in phones]
+    heard = _heard(stack, everyone)
+    lost = [p for p in everyone if heard[p].replies == 0]
+    duplicated = [p for p in everyone if heard[p].replies > 1]
+    by_group = {
+        g: f"{sum(heard[p].answers for p in ps)} answered/"
+        f"{sum(heard[p].apologies for p in ps)} apologies"
+        for g, ps in people.groups.items()
+    }
     verdict(
         "rasa restart",
         offered=len(everyone),
-        processed=inbound,
+        processed=people.handled(*people.groups),
         lost=len(lost),
         duplicated=len(duplicated),
-        rasa_turns=rasa.turns(),
-        answered_by_rasa=sum(answers.values()),
-        apologies=sum(apologies.values()),
-        left_to_the_reaper=needed_reaper,
+        **{g.replace(" ", "_"): v for g, v in by_group.items()},
+        mid_turn_handled_at_the_kill=handled_at_kill,
+        retries_that_found_it_answered=stack.log_text().count("'already_handled'"),
+        restart_seconds=round(restart_took, 1),
+        wall_seconds=round(time.monotonic() - started, 1),
+        load=Path("/proc/loadavg").read_text().split()[0],
     )
-    assert duplicated == []
+    assert [p for p in everyone if heard[p].other] == [], {p: heard[p].other for p in everyone}
+    assert duplicated == [], {p: heard[p] for p in duplicated}
     assert lost == []
-    assert inbound == len(everyone)
-    # Written during the short outage: Rasa's own answer once it was back, not the apology.
-    assert all(answers[p] == 1 for p in before + short)
-    # Written during the long outage: the apology, in the contact's language.
-    assert all(apologies[p] == 1 for p in long)
+    # The kill came mid-burst, not after it: some turns were still to come.
+    assert handled_at_kill < len(people.groups["mid-turn"])
+    assert people.handled(*people.groups) == len(everyone)
+    # An answer is the answer with its source, then the feedback prompt: never half of it.
+    assert all(heard[p].answers == heard[p].feedback for p in everyone)
+    # Up: Rasa's own answer.  Down past the retries, or the action server down: the apology.
+    for group in ("before", "after", "actions back"):
+        assert all(heard[p].answers == 1 for p in people.groups[group]), group
+    for group in ("down", "actions down"):
+        assert all(heard[p].apologies == 1 for p in people.groups[group]), group
