@@ -21,6 +21,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -357,14 +358,20 @@ def _opt_out_while_waiting(stack: Stack, sender_id: int, numbers: list[str]) -> 
     waiting = [n for n in reversed(numbers) if n not in reached][:STOPPERS]
     acks: dict[str, float] = {}
     words = ["BAJA", "STOP", "Kanpe", "arrêt", "alto"]
+    # Sixteen at a time, as people write: one after the other took seconds, in which a campaign
+    # sending ~600 messages a second reached most of them before their STOP did.
     with httpx.Client(base_url=stack.base_url, timeout=15) as client:
-        for i, number in enumerate(waiting):
+
+        def stop(i: int, number: str) -> None:
             form = twilio_form(sender=sender, phone=number, body=words[i % len(words)])
             response = signed_post(
                 client, "/webhooks/twilio/messages", form, public_url=stack.base_url
             )
             assert response.status_code == 200, response.text
             acks[number] = time.time()
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(stop, range(len(waiting)), waiting))
     return acks
 
 
