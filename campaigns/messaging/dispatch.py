@@ -55,8 +55,11 @@ log = get_logger(__name__)
 
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
 MAX_ATTEMPTS = 8
-# Calls in flight per batch: at Twilio's ~150 ms a call, 256 allow ~1,700 sends/s per batch.
-CONCURRENCY = 256
+# Calls in flight per batch (so per worker thread).  At Twilio's ~150 ms a call, 32 allow ~210
+# sends/s per thread, more than a worker's CPU sends (~290/s per bulk worker here).  More only
+# queues at Twilio: with 256 a reply waited behind ~2,000 campaign calls (1.1 s p50), and
+# Twilio refuses an account's excess concurrent requests (error 20429).  docs/benchmarks.md.
+CONCURRENCY = 32
 # Faro's own codes for messages it refused to send (Twilio's codes are 5 digits).
 REFUSED_ERASED = 1
 REFUSED_NO_CONSENT = 2
