@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
-    webhooks.install_batches(
+    webhooks.install_state(
         app.state,
         session_factory=app.state.sessionmaker,
         cipher=AddressCipher.from_settings(settings),

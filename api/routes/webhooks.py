@@ -169,10 +169,11 @@ async def status_callback(request: Request) -> Response:
 INBOUND_THREADS = 10
 
 
-def install_batches(
+def install_state(
     app_state: Any, *, session_factory: Callable[[], Session], cipher: AddressCipher
 ) -> None:
-    """The status webhook's group commit, on ``app.state`` (tests swap ``session_factory``)."""
+    """What both webhooks keep on ``app.state``: the session factory (tests swap it), the
+    cipher, the inbound route's thread limiter and the status webhook's group commit."""
 
     def status_work(reports: Sequence[status.StatusReport]) -> list[Any]:
         def attempt() -> list[Any]:

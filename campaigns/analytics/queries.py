@@ -80,6 +80,12 @@ class _Cut:
     hidden_totals: dict[str, bool]
 
 
+def _ordering(columns: Any, order: tuple[tuple[str, bool], ...]) -> list[Any]:
+    """ORDER BY terms for ``(column, descending)`` pairs, from a statement's or a subquery's
+    columns."""
+    return [columns[k].desc() if d else columns[k] for k, d in order]
+
+
 def _cut_in_python(
     session: Session,
     cells: Select[*tuple[Any, ...]],
@@ -150,11 +156,10 @@ def _cut_in_sql(
         )
     ).one()
     n = int(head.n)
-    page_order = [
-        cells.selected_columns[k].desc() if d else cells.selected_columns[k] for k, d in order
-    ]
     page = (
-        session.execute(cells.order_by(*page_order).offset(offset).limit(limit)).all()
+        session.execute(
+            cells.order_by(*_ordering(cells.selected_columns, order)).offset(offset).limit(limit)
+        ).all()
         if offset < n
         else []
     )
@@ -170,7 +175,7 @@ def _cut_in_sql(
                 hidden_totals[k] = True
             else:
                 first = select(*(c[key] for key, _ in order)).where(c[k] == floor)
-                first = first.order_by(*(c[key].desc() if d else c[key] for key, d in order))
+                first = first.order_by(*_ordering(c, order))
                 complements[k] = tuple(session.execute(first.limit(1)).one())
     hidden: dict[str, set[int]] = {k: set() for k in counts}
     if not exact:
@@ -224,10 +229,7 @@ def _build(
     def compute() -> _Cut:
         if large:
             return _cut_in_sql(session, cells, order, **kw)
-        by = [
-            cells.selected_columns[k].desc() if d else cells.selected_columns[k] for k, d in order
-        ]
-        return _cut_in_python(session, cells, by, **kw)
+        return _cut_in_python(session, cells, _ordering(cells.selected_columns, order), **kw)
 
     # A whole-table CSV export is not kept: one request, and possibly large.
     keep = cache if limit <= CACHED_ROWS else None
