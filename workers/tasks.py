@@ -10,10 +10,10 @@ import asyncio
 import importlib
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import suppress
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from celery import Task
@@ -33,6 +33,8 @@ from campaigns.messaging.twilio_gateway import (
 from campaigns.outreach import engine
 from campaigns.settings import get_settings
 from workers.celery_app import app
+
+_T = TypeVar("_T")
 
 
 @lru_cache(maxsize=1)
@@ -88,6 +90,25 @@ class _AsyncSide:
             cls._local.state = state
         return state[1], state[2]
 
+    @classmethod
+    def run(cls, work: Callable[[Gateway], Coroutine[Any, Any, _T]]) -> _T:
+        """Run ``work`` on this thread's loop; nothing it started outlives it.
+
+        ``Runner.run`` leaves the coroutine's other tasks pending when it raises, and they
+        would resume inside a later task: a send the reaper had meanwhile handed to another
+        worker would then go out twice.  They are cancelled here, before the task ends.
+        """
+        runner, gateway = cls.get()
+        try:
+            return runner.run(work(gateway))
+        finally:
+            loop = runner.get_loop()
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+
 
 async def _send(gateway: Gateway, message_ids: list[int]) -> dict[str, int]:
     factory, limiter, cipher = _resources()
@@ -106,8 +127,8 @@ async def _send(gateway: Gateway, message_ids: list[int]) -> dict[str, int]:
 @app.task(name="messages.send", acks_late=True)
 def send_messages(message_ids: list[int]) -> dict[str, int]:
     """Send pending outbound messages (one or a batch)."""
-    runner, gateway = _AsyncSide.get()
-    return runner.run(_send(gateway, [int(i) for i in message_ids]))
+    ids = [int(i) for i in message_ids]
+    return _AsyncSide.run(lambda gateway: _send(gateway, ids))
 
 
 @lru_cache(maxsize=1)
@@ -151,9 +172,10 @@ def reap() -> dict[str, int]:
 
     def reconcile(message_ids: Sequence[int]) -> Mapping[int, SubmitResult | None]:
         # Before resending a message a dead worker left without Twilio's SID, ask Twilio.
-        runner, gateway = _AsyncSide.get()
-        return runner.run(
-            find_accepted(factory=factory, gateway=gateway, cipher=cipher, message_ids=message_ids)
+        return _AsyncSide.run(
+            lambda gateway: find_accepted(
+                factory=factory, gateway=gateway, cipher=cipher, message_ids=message_ids
+            )
         )
 
     return _one_at_a_time("reap", lambda: reaper.reap(factory, reconcile=reconcile))

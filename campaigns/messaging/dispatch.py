@@ -14,12 +14,18 @@
    refused for good, and one whose community is in quiet hours goes back to ``pending`` and is
    re-published for the end of the window — deferred, never dropped.
 3. **Submit** concurrently (asyncio), each after taking a token from its sender's rate limit
-   (shared by every worker through Redis).
+   (shared by every worker through Redis).  A message whose previous attempt timed out or lost
+   its connection after the request was written (``UNCONFIRMED``) is first looked up at Twilio
+   and adopted if Twilio has it.  One contact's messages go in order, and a temporary failure
+   holds back that contact's later messages of the batch.  Nothing raised by one submission
+   stops the others or outlives the batch (a Redis outage at the rate limiter is a temporary
+   failure of those messages, not sent).
 4. **Record** every outcome in one transaction: accepted → Twilio's SID and status (never
    moving a status backwards if a callback got there first); temporary failure → back to
    ``pending`` and re-published with exponential backoff and jitter, honouring
-   ``Retry-After``; permanent failure → ``failed`` with Twilio's code (21610 also opts the
-   contact out).  An erasure confirmation erases the contact once it has left.
+   ``Retry-After`` (marked ``UNCONFIRMED`` when Twilio may have it); permanent failure →
+   ``failed`` with Twilio's code (21610 also opts the contact out).  An erasure confirmation
+   erases the contact once it has left.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, select, update
+from sqlalchemy import Boolean, Integer, Table, bindparam, case, func, null, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.contacts.models import ConsentSource, ConsentState, Contact
@@ -66,6 +72,15 @@ REFUSED_NO_CONSENT = 2
 REFUSED_GAVE_UP = 3
 REFUSED_PAUSED = 4
 REFUSED_STALE = 5
+# Not a refusal: on a ``pending`` message, its last attempt may have reached Twilio (timeout,
+# connection dropped after the request), so the next one asks Twilio before sending.
+UNCONFIRMED = 6
+_TWILIO_STATUSES = frozenset(s.value for s in MessageStatus) - {
+    "pending",
+    "submitting",
+    "received",
+    "simulated",
+}
 
 
 @dataclass
@@ -197,32 +212,51 @@ async def send_batch(
             _prepare(item, cipher=cipher, public_url=public_url, now=now)
 
     semaphore = asyncio.Semaphore(CONCURRENCY)
+    await _adopt_unconfirmed(factory, gateway, items, semaphore)
 
-    async def submit(item: _Item) -> None:
-        assert item.request is not None and item.sender is not None
-        simulated = (
+    def simulated(item: _Item) -> bool:
+        assert item.sender is not None
+        return (
             gateway.simulated
             or item.sender.is_simulated
             or (item.contact is not None and item.contact.is_simulated)
         )
+
+    async def submit(item: _Item) -> None:
+        assert item.request is not None and item.sender is not None
         async with semaphore:
-            if simulated:
+            if simulated(item):
                 item.result = await simulator.submit(item.request)
                 return
             if limiter is not None:
-                await limiter.acquire(f"sender:{item.sender.id}", rate=item.sender.rate_per_second)
-            item.result = await gateway.submit(item.request)
+                try:
+                    await limiter.acquire(
+                        f"sender:{item.sender.id}", rate=item.sender.rate_per_second
+                    )
+                except Exception as exc:  # Redis unreachable: not sent, try again later
+                    log.warning("messages.rate_limiter_failed", error_type=type(exc).__name__)
+                    item.result = SubmitResult(ok=False, temporary=True)
+                    return
+            try:
+                item.result = await gateway.submit(item.request)
+            except Exception as exc:  # the gateway classifies what it knows; this it did not
+                log.error("messages.submit_failed", error_type=type(exc).__name__)
+                item.result = SubmitResult(ok=False, temporary=True, uncertain=True)
 
     # One contact's messages go out one after the other, in the order they were written (a
     # hotline before the answer); different contacts' messages overlap.
     by_contact: dict[int | None, list[_Item]] = {}
     for item in sorted(items, key=lambda i: i.message.id):
-        if item.request is not None:
+        if item.request is not None and item.result is None:
             by_contact.setdefault(item.message.contact_id, []).append(item)
 
     async def submit_in_order(group: list[_Item]) -> None:
-        for item in group:
+        for position, item in enumerate(group):
             await submit(item)
+            if item.result is not None and item.result.temporary:
+                for later in group[position + 1 :]:  # not before the one that has to wait
+                    later.result = SubmitResult(ok=False, temporary=True)
+                return
 
     await asyncio.gather(*(submit_in_order(g) for g in by_contact.values()))
 
@@ -247,6 +281,50 @@ async def send_batch(
         refused=report.refused,
     )
     return report
+
+
+async def _adopt_unconfirmed(
+    factory: sessionmaker[Session],
+    gateway: Gateway,
+    items: Sequence[_Item],
+    semaphore: asyncio.Semaphore,
+) -> None:
+    """Messages whose last attempt may have reached Twilio: adopt what Twilio has.
+
+    Each is looked up (recipient, sender and body, since it was written); one found takes
+    Twilio's SID and status and is not sent again.  One Twilio does not have is sent.  One the
+    lookup failed for waits for the next attempt, still unconfirmed.
+    """
+    unsure = [
+        i
+        for i in items
+        if i.request is not None and i.message.error_code == UNCONFIRMED and not gateway.simulated
+    ]
+    if not unsure:
+        return
+
+    async def look(item: _Item) -> SubmitResult | None:
+        assert item.request is not None
+        async with semaphore:
+            try:
+                return await gateway.find(
+                    item.request, since=item.message.created_at - dt.timedelta(minutes=1)
+                )
+            except Exception as exc:
+                log.warning("messages.lookup_failed", error_type=type(exc).__name__)
+                return SubmitResult(ok=False, temporary=True, uncertain=True)
+
+    answers = await asyncio.gather(*(look(i) for i in unsure))
+    sids = [a.sid for a in answers if a is not None and a.ok and a.sid]
+    with factory() as session:  # a SID already saved on another message is not this one
+        taken = set(session.scalars(select(Message.twilio_sid).where(Message.twilio_sid.in_(sids))))
+    for item, answer in zip(unsure, answers, strict=True):
+        if answer is not None and answer.ok and answer.sid not in taken:
+            status = answer.status if answer.status in _TWILIO_STATUSES else "queued"
+            item.result = SubmitResult(ok=True, sid=answer.sid, status=status)
+            log.info("messages.adopted", message_id=item.message.id)
+        elif answer is not None and not answer.ok:
+            item.result = answer
 
 
 def _set_status(
@@ -303,6 +381,8 @@ def _record_accepted(session: Session, rows: list[dict[str, object]], now: dt.da
             status_rank=case((ahead, rank), else_=table.c.status_rank),
             twilio_sid=bindparam("sid"),
             segments=func.coalesce(bindparam("segments", type_=Integer), table.c.segments),
+            # A retry's error (429, UNCONFIRMED) is history once Twilio has the message.
+            error_code=case((ahead, null()), else_=table.c.error_code),
             simulated=case((bindparam("sim", type_=Boolean), True), else_=table.c.simulated),
             updated_at=now,
         )
@@ -378,7 +458,7 @@ def _record(
             .values(
                 status=MessageStatus.pending,
                 status_rank=MessageStatus.pending.rank,
-                error_code=item.result.error_code,
+                error_code=UNCONFIRMED if item.result.uncertain else item.result.error_code,
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)

@@ -5,6 +5,9 @@ A gateway turns one outbound request into a ``SubmitResult``, classifying every 
 (record the code, never retry: 21211 invalid number, 21610 unsubscribed, 21614 not a mobile,
 63016 outside the WhatsApp window, 63003, 63024 …).
 
+A timeout or a connection dropped after the request was written is also *uncertain*: Twilio
+may have accepted the message, so the next attempt asks Twilio (``find``) before sending.
+
 ``TwilioGateway`` talks to Twilio's REST API through the official client with its asyncio HTTP
 client, so one worker overlaps many calls; its base URL is ``FARO_TWILIO_API_URL``.
 ``SimulatorGateway`` keeps messages in Faro (the simulator channel) and never touches a network.
@@ -70,6 +73,9 @@ class SubmitResult:
     temporary: bool = False
     retry_after: float | None = None
     segments: int | None = None
+    # The request may have reached Twilio (a timeout or a dropped connection after it was
+    # written): ask Twilio before sending it again, or the person gets it twice.
+    uncertain: bool = False
 
 
 class Gateway(Protocol):
@@ -158,8 +164,10 @@ class TwilioGateway:
                 temporary=temporary,
                 retry_after=_retry_after.get(),
             )
+        except aiohttp.ClientConnectorError:
+            return SubmitResult(ok=False, temporary=True)  # never connected: nothing was sent
         except (TimeoutError, aiohttp.ClientError, OSError):
-            return SubmitResult(ok=False, temporary=True)
+            return SubmitResult(ok=False, temporary=True, uncertain=True)
         segments = message.num_segments
         return SubmitResult(
             ok=True,

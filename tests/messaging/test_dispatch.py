@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import itertools
 import json
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.contacts.models import ConsentState, Contact
 from campaigns.crypto import AddressCipher
 from campaigns.messaging import reaper
-from campaigns.messaging.dispatch import DispatchReport, find_accepted, send_batch
+from campaigns.messaging.dispatch import UNCONFIRMED, DispatchReport, find_accepted, send_batch
 from campaigns.messaging.models import Message, MessageStatus, Purpose, Sender
 from campaigns.messaging.outbound import queue_template, queue_text
 from campaigns.messaging.ratelimit import RateLimiter
@@ -183,7 +184,10 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff(
     cipher: AddressCipher,
     published: list[Job],
 ) -> None:
-    _, sender, contact = _world(db, cipher)
+    org, sender, first = _world(db, cipher)
+    contacts = [first] + [make_contact(db, org=org, cipher=cipher) for _ in range(3)]
+    for contact in contacts:
+        contact.last_inbound_at = NOW - dt.timedelta(hours=1)
     fake_twilio.inject(
         Fault("rate_limit", retry_after=7, times=1),
         Fault("server_error", times=1),
@@ -193,7 +197,7 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff(
         queue_text(
             db, contact=contact, sender=sender, purpose=Purpose.reply, body=f"m{i}", publish=False
         ).id
-        for i in range(4)
+        for i, contact in enumerate(contacts)
     ]
     db.commit()
     report = _send(factory, fake_twilio, cipher, ids)
@@ -203,9 +207,72 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff(
     assert max(j.countdown or 0 for j in retries) >= 7  # Retry-After is honoured
     pending = [_reload(db, i) for i in ids if _reload(db, i).status == MessageStatus.pending]
     assert len(pending) == 3 and all(m.attempts == 1 for m in pending)
+    # Only the dropped connection leaves doubt (the request was written); 429 and 500 do not.
+    assert sorted(m.error_code or 0 for m in pending) == [UNCONFIRMED, 20429, 20500]
     again = _send(factory, fake_twilio, cipher, [m.id for m in pending])
     assert again.accepted == 3
     assert sorted(m.params["Body"] for m in fake_twilio.messages) == ["m0", "m1", "m2", "m3"]
+    assert all(_reload(db, i).error_code is None for i in ids)
+
+
+def test_a_contacts_later_messages_wait_for_an_earlier_one_that_must_be_retried(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+    published: list[Job],
+) -> None:
+    """The hotline before the answer: if the first is refused for now, the second waits."""
+    _, sender, contact = _world(db, cipher)
+    fake_twilio.inject(Fault("server_error", times=1))
+    ids = [
+        queue_text(
+            db, contact=contact, sender=sender, purpose=Purpose.reply, body=b, publish=False
+        ).id
+        for b in ("Línea de ayuda: 089", "Tu cita es gratuita.")
+    ]
+    db.commit()
+    report = _send(factory, fake_twilio, cipher, ids)
+    assert (report.accepted, report.retried) == (0, 2)
+    assert fake_twilio.messages == []
+    assert _send(factory, fake_twilio, cipher, ids).accepted == 2
+    assert [m.params["Body"] for m in fake_twilio.messages] == [
+        "Línea de ayuda: 089",
+        "Tu cita es gratuita.",
+    ]
+
+
+def test_a_redis_outage_at_the_rate_limiter_sends_nothing_and_loses_nothing(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+    published: list[Job],
+) -> None:
+    """Before, the first failed reservation aborted the batch while the other sends went on in
+    the background, unrecorded: the reaper then sent them a second time."""
+    org, sender, _ = _world(db, cipher, channel="sms")
+    ids = [
+        queue_text(
+            db,
+            contact=make_contact(db, org=org, cipher=cipher, channel="sms"),
+            sender=sender,
+            purpose=Purpose.reply,
+            body=f"m{i}",
+            publish=False,
+        ).id
+        for i in range(40)
+    ]
+    db.commit()
+    with socket.socket() as closed:  # a port nothing listens on: Redis is down
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    down = RateLimiter(redis.Redis(port=port, socket_connect_timeout=0.2))
+    report = _send(factory, fake_twilio, cipher, ids, limiter=down)
+    assert (report.claimed, report.retried, report.accepted) == (40, 40, 0)
+    assert fake_twilio.messages == []
+    assert {_reload(db, i).status for i in ids} == {MessageStatus.pending}
+    assert sorted(i for j in published if j.task == "messages.send" for i in j.args[0]) == ids
 
 
 def test_permanent_errors_are_recorded_and_21610_opts_out(
@@ -279,22 +346,37 @@ def test_simulated_contacts_never_reach_twilio(
     assert _reload(db, message.id).status == MessageStatus.simulated
 
 
-def test_timeouts_are_enforced_and_retried(
+@pytest.mark.parametrize("accepted", [True, False], ids=["twilio-has-it", "never-arrived"])
+def test_a_send_that_may_have_reached_twilio_is_looked_up_before_it_is_sent_again(
     db: Session,
     factory: sessionmaker[Session],
     fake_twilio: FakeTwilio,
     cipher: AddressCipher,
     published: list[Job],
+    accepted: bool,
 ) -> None:
+    """A timeout after Twilio accepted the message, or a connection dropped before: the
+    migrant gets it exactly once either way."""
     _, sender, contact = _world(db, cipher)
-    fake_twilio.inject(Fault("timeout", seconds=10, times=1))
+    if accepted:  # Twilio takes the message, then answers too late (gateway timeout is 2 s)
+        fake_twilio.inject(Fault("timeout", seconds=10, times=1))
+    else:  # the connection drops before Twilio has it
+        fake_twilio.inject(Fault("drop", times=1))
     message = queue_text(
         db, contact=contact, sender=sender, purpose=Purpose.reply, body="x", publish=False
     )
     db.commit()
-    report = _send(factory, fake_twilio, cipher, [message.id])  # gateway timeout is 2 s
+    report = _send(factory, fake_twilio, cipher, [message.id])
     assert report.retried == 1
-    assert _reload(db, message.id).status == MessageStatus.pending
+    row = _reload(db, message.id)
+    assert (row.status, row.error_code) == (MessageStatus.pending, UNCONFIRMED)
+    assert len(fake_twilio.messages) == (1 if accepted else 0)
+
+    again = _send(factory, fake_twilio, cipher, [message.id])  # the retry the task published
+    assert again.accepted == 1
+    assert len(fake_twilio.messages) == 1
+    row = _reload(db, message.id)
+    assert row.twilio_sid == fake_twilio.messages[0].sid and row.error_code is None
 
 
 def test_rate_limiter_spreads_reservations_across_callers(settings: Settings) -> None:

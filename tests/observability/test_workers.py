@@ -3,6 +3,7 @@ so a second beat (or an overlapping run) does nothing twice."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -88,3 +89,27 @@ def test_rabbitmq_can_be_the_broker_while_redis_keeps_the_locks() -> None:
         connection.release()
     default = make_celery(Settings(env="test", redis_url=redis_url))
     assert default.conf.broker_url == redis_url
+
+
+def test_a_failed_tasks_async_work_never_resumes_in_a_later_task() -> None:
+    """Each worker thread keeps one event loop from task to task.  A send task that fails while
+    its other sends wait must take them down with it: left pending, they would wake inside the
+    next task and send what the reaper had already handed to another worker (the duplicates
+    the fault test caught)."""
+    sent: list[str] = []
+
+    async def failing(gateway: object) -> None:
+        async def waiting_send() -> None:
+            await asyncio.sleep(0.05)
+            sent.append("a message the failed task had claimed")
+
+        asyncio.get_running_loop().create_task(waiting_send())
+        await asyncio.sleep(0)
+        raise ConnectionError("Redis went away")
+
+    with pytest.raises(ConnectionError):
+        tasks._AsyncSide.run(failing)
+    tasks._AsyncSide.run(lambda gateway: asyncio.sleep(0.2))  # the thread's next task
+    assert sent == []
+    # The loop itself is kept, with its gateway: the next task still runs on it.
+    assert tasks._AsyncSide.run(lambda gateway: asyncio.sleep(0, "ok")) == "ok"
