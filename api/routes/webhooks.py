@@ -112,24 +112,28 @@ SIGNATURE_DOC = {
 async def inbound_message(request: Request) -> Response:
     """A message from a migrant.  Stored once per MessageSid; answered with empty TwiML.
 
-    One transaction per message, not a group commit: an inbound message costs several round
-    trips and locks its contact, and shared transactions held hot contacts' locks for the whole
-    batch (see docs/benchmarks.md, Gateway, "Second session").  The whole unit of work (open,
-    store, commit and publish, close) runs in one hand-off to a thread (the session and cipher
-    dependencies cost three more), and at most ``INBOUND_THREADS`` at once: as many as the
-    database pool keeps open, so the others wait here, cheaply, instead of in threads that
-    open and close overflow connections (877 a run).
+    Messages share transactions (``campaigns.batching``): the messages that arrive while one
+    batch is in the database are stored together by ``inbound.store`` in a few set-based
+    statements, and each answer waits for the commit that stored its own message.  A consent
+    keyword (STOP, BAJA, BORRAR …) goes alone, in a transaction of its own that also records
+    the opt-out or the erasure, so it takes effect before Twilio has its answer.
     """
     signature = request.headers.get("x-twilio-signature")
     form = await _verified_form(request, _settings(request), signature)
+    item = inbound.prepare(form)
     state = request.app.state
-    await anyio.to_thread.run_sync(
-        _receive,
-        state.webhook_session_factory,
-        state.cipher,
-        form,
-        limiter=state.inbound_limiter,
-    )
+    if item.keyword is None:
+        outcome: inbound.InboundResult = await _submit(request, "inbound_batches", item)
+        if outcome.duplicate:
+            log.info("inbound.duplicate")
+    else:
+        await anyio.to_thread.run_sync(
+            _receive,
+            state.webhook_session_factory,
+            state.cipher,
+            form,
+            limiter=state.inbound_limiter,
+        )
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
@@ -165,15 +169,24 @@ async def status_callback(request: Request) -> Response:
     return Response(status_code=204)
 
 
-# The engine's pool_size (campaigns.db.make_engine).
-INBOUND_THREADS = 10
+# Consent keywords stored one at a time at most this many at once (the engine's pool is 10).
+INBOUND_THREADS = 4
 
 
 def install_state(
     app_state: Any, *, session_factory: Callable[[], Session], cipher: AddressCipher
 ) -> None:
     """What both webhooks keep on ``app.state``: the session factory (tests swap it), the
-    cipher, the inbound route's thread limiter and the status webhook's group commit."""
+    cipher, their group commits and the thread limiter of the keywords' own transactions."""
+
+    def inbound_work(items: Sequence[inbound.Inbound]) -> list[Any]:
+        def attempt() -> list[Any]:
+            with app_state.webhook_session_factory() as session:
+                outcomes = inbound.store(session, cipher=app_state.cipher, items=items)
+                session.commit()
+            return list(outcomes)
+
+        return retry_on_deadlock(attempt)
 
     def status_work(reports: Sequence[status.StatusReport]) -> list[Any]:
         def attempt() -> list[Any]:
@@ -188,3 +201,4 @@ def install_state(
     app_state.cipher = cipher
     app_state.inbound_limiter = anyio.CapacityLimiter(INBOUND_THREADS)
     app_state.status_batches = GroupCommit(status_work, max_batch=500)
+    app_state.inbound_batches = GroupCommit(inbound_work, max_batch=100)

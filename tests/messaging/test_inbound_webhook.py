@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.contacts.models import ConsentEvent, ConsentState, Contact
 from campaigns.crypto import AddressCipher
+from campaigns.messaging import inbound
 from campaigns.messaging.models import Direction, Message, Purpose, Sender
 from campaigns.outbox import Job
 from tests.factories import (
@@ -298,3 +299,57 @@ def test_segment_calculator_endpoint(client: TestClient, db: Session) -> None:
     assert body["segments"] == 2 and body["estimated_cost"] == "15.8000"
     plain = client.post("/v1/messages/segments", headers=auth(token), json={"text": "a" * 161})
     assert plain.json()["encoding"] == "GSM-7" and plain.json()["segments"] == 2
+
+
+def test_a_batch_stores_each_message_once_and_answers_each_for_itself(
+    db: Session, cipher: AddressCipher, jobs: list[Job]
+) -> None:
+    """What the webhook's group commit hands ``inbound.store`` when messages arrive together:
+    Twilio's retry racing its original, two messages from a number never seen before, an
+    unknown To number and a message already stored — one outcome each, one contact per
+    person, one message per MessageSid, one task per new non-keyword message."""
+    org_id, sender = _setup(db)
+    newcomer, regular = random_mobile("GT"), random_mobile("MX")
+    earlier = twilio_form(sender=sender, phone=regular, body="¿Dónde hay un albergue?")
+    assert inbound.receive(db, cipher=cipher, form=earlier).message_id is not None
+    db.commit()
+    jobs.clear()
+    photo = twilio_form(sender=sender, phone=newcomer, body="", NumMedia="1", ProfileName="Ana")
+    question = twilio_form(sender=sender, phone=newcomer, body="¿Cuánto cuesta la visa?")
+    elsewhere = twilio_form(sender=sender, phone=regular, body="hola")
+    elsewhere["To"] = "whatsapp:+15005550199"  # nobody's sender
+    forms = [photo, question, dict(photo), earlier, elsewhere]
+
+    outcomes = inbound.store(db, cipher=cipher, items=[inbound.prepare(f) for f in forms])
+    db.commit()
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "InboundResult",
+        "InboundResult",
+        "InboundResult",
+        "InboundResult",
+        "NotFound",
+    ]
+    first, second, retry, old = outcomes[:4]
+    assert isinstance(first, inbound.InboundResult) and isinstance(second, inbound.InboundResult)
+    assert not first.duplicate and not second.duplicate
+    assert isinstance(retry, inbound.InboundResult) and retry.duplicate
+    assert isinstance(old, inbound.InboundResult) and old.duplicate
+    assert first.contact_id == second.contact_id
+    contacts = db.scalars(select(Contact).where(Contact.organization_id == org_id)).all()
+    assert len(contacts) == 2
+    person = next(c for c in contacts if c.id == first.contact_id)
+    assert cipher.decrypt(person.address_ciphertext or b"") == newcomer
+    assert cipher.decrypt(person.profile_name_ciphertext or b"") == "Ana"
+    assert person.language == "es" and person.last_inbound_at is not None
+    stored = _messages(db, Direction.inbound)
+    assert [m.twilio_sid for m in stored] == [
+        earlier["MessageSid"],
+        photo["MessageSid"],
+        question["MessageSid"],
+    ]
+    assert [m.kind for m in stored[1:]] == ["media", "text"]
+    assert [j.args for j in jobs if j.task == "conversation.handle"] == [
+        (first.message_id,),
+        (second.message_id,),
+    ]
