@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,6 +54,11 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("api.started", embedded=settings.is_embedded, simulator=settings.uses_simulator)
+        # What start-up built (modules, routes, compiled statements) lives as long as the process:
+        # moved out of the collector's sight, so its full collections stop walking it (they were
+        # the webhooks' latency spikes under load).
+        gc.collect()
+        gc.freeze()
         yield
         if app.state.redis is not None:
             app.state.redis.close()
