@@ -73,8 +73,14 @@ class _AsyncSide:
     @classmethod
     def get(cls) -> tuple[asyncio.Runner, Gateway]:
         settings = get_settings()
-        key = (os.getpid(), settings.uses_simulator, settings.twilio_account_sid,
-               settings.twilio_api_url)  # fmt: skip
+        token = settings.twilio_auth_token
+        key = (
+            os.getpid(),
+            settings.uses_simulator,
+            settings.twilio_account_sid,
+            token.get_secret_value() if token else None,  # a rotated token takes effect
+            settings.twilio_api_url,
+        )
         state = getattr(cls._local, "state", None)
         if state is None or state[0] != key:
             if state is not None and state[0][0] == key[0]:  # settings changed: start afresh
