@@ -103,6 +103,10 @@ class _Item:
     refused_code: int | None = None
     result: SubmitResult | None = None
     defer_until: dt.datetime | None = None
+    # Held back behind an earlier message of the same contact that must be retried; that one's
+    # retry carries this one with it, so the two keep their order.
+    held: bool = False
+    behind: list[_Item] = field(default_factory=list)
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
@@ -254,8 +258,9 @@ async def send_batch(
         for position, item in enumerate(group):
             await submit(item)
             if item.result is not None and item.result.temporary:
-                for later in group[position + 1 :]:  # not before the one that has to wait
-                    later.result = SubmitResult(ok=False, temporary=True)
+                item.behind = group[position + 1 :]  # not before the one that has to wait
+                for later in item.behind:
+                    later.result, later.held = SubmitResult(ok=False, temporary=True), True
                 return
 
     await asyncio.gather(*(submit_in_order(g) for g in by_contact.values()))
@@ -451,6 +456,20 @@ def _record(
         else:
             report.accepted += 1
         finished = True
+    elif item.held:
+        # Not an attempt: back to ``pending``; the retry of the message it waits for takes it.
+        session.execute(
+            update(Message)
+            .where(Message.id == message.id, Message.status == MessageStatus.submitting)
+            .values(
+                status=MessageStatus.pending,
+                status_rank=MessageStatus.pending.rank,
+                attempts=Message.attempts - 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        report.retried += 1
     elif item.result is not None and item.result.temporary and message.attempts < MAX_ATTEMPTS:
         session.execute(
             update(Message)
@@ -465,7 +484,8 @@ def _record(
         )
         delay = backoff_seconds(message.attempts, item.result.retry_after)
         queue = (message.purpose or Purpose.reply).queue
-        publish_after_commit(session, "messages.send", [message.id], queue=queue, countdown=delay)
+        ids = [message.id, *(later.message.id for later in item.behind)]
+        publish_after_commit(session, "messages.send", ids, queue=queue, countdown=delay)
         report.retried += 1
     else:
         code = item.result.error_code if item.result else None
@@ -474,6 +494,10 @@ def _record(
         _set_status(session, message.id, MessageStatus.failed, error_code=code, now=now)
         report.failed += 1
         finished = True
+        if item.behind:  # what waited for it goes now
+            queue = (message.purpose or Purpose.reply).queue
+            held = [later.message.id for later in item.behind]
+            publish_after_commit(session, "messages.send", held, queue=queue)
         if code == UNSUBSCRIBED and item.contact is not None:
             contact = session.get(Contact, item.contact.id)
             if contact is not None:

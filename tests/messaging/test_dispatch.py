@@ -235,6 +235,9 @@ def test_a_contacts_later_messages_wait_for_an_earlier_one_that_must_be_retried(
     report = _send(factory, fake_twilio, cipher, ids)
     assert (report.accepted, report.retried) == (0, 2)
     assert fake_twilio.messages == []
+    # One retry carries both, in order; waiting was not an attempt of the second.
+    assert [j.args for j in published if j.task == "messages.send"] == [(ids,)]
+    assert [_reload(db, i).attempts for i in ids] == [1, 0]
     assert _send(factory, fake_twilio, cipher, ids).accepted == 2
     assert [m.params["Body"] for m in fake_twilio.messages] == [
         "Línea de ayuda: 089",
