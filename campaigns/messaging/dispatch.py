@@ -395,6 +395,21 @@ def _record_accepted(session: Session, rows: list[dict[str, object]], now: dt.da
     session.connection().execute(stmt, sorted(rows, key=lambda r: int(r["mid"])))  # type: ignore[call-overload]
 
 
+def _back_to_pending(session: Session, message_id: int, now: dt.datetime, **values: object) -> None:
+    """Hand a claimed message back (``submitting`` → ``pending``), with ``values`` besides."""
+    session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == MessageStatus.submitting)
+        .values(
+            status=MessageStatus.pending,
+            status_rank=MessageStatus.pending.rank,
+            updated_at=now,
+            **values,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _record(
     session: Session,
     item: _Item,
@@ -415,17 +430,7 @@ def _record(
         accepted.clear()
     if item.defer_until is not None:
         # Not an attempt: hand the claim back and come back when the quiet hours end.
-        session.execute(
-            update(Message)
-            .where(Message.id == message.id, Message.status == MessageStatus.submitting)
-            .values(
-                status=MessageStatus.pending,
-                status_rank=MessageStatus.pending.rank,
-                attempts=Message.attempts - 1,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _back_to_pending(session, message.id, now, attempts=Message.attempts - 1)
         delay = (item.defer_until - now).total_seconds() + random.uniform(0, 30)
         publish_after_commit(session, "messages.send", [message.id], queue="bulk", countdown=delay)
         report.retried += 1
@@ -458,30 +463,11 @@ def _record(
         finished = True
     elif item.held:
         # Not an attempt: back to ``pending``; the retry of the message it waits for takes it.
-        session.execute(
-            update(Message)
-            .where(Message.id == message.id, Message.status == MessageStatus.submitting)
-            .values(
-                status=MessageStatus.pending,
-                status_rank=MessageStatus.pending.rank,
-                attempts=Message.attempts - 1,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _back_to_pending(session, message.id, now, attempts=Message.attempts - 1)
         report.retried += 1
     elif item.result is not None and item.result.temporary and message.attempts < MAX_ATTEMPTS:
-        session.execute(
-            update(Message)
-            .where(Message.id == message.id, Message.status == MessageStatus.submitting)
-            .values(
-                status=MessageStatus.pending,
-                status_rank=MessageStatus.pending.rank,
-                error_code=UNCONFIRMED if item.result.uncertain else item.result.error_code,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        code = UNCONFIRMED if item.result.uncertain else item.result.error_code
+        _back_to_pending(session, message.id, now, error_code=code)
         delay = backoff_seconds(message.attempts, item.result.retry_after)
         queue = (message.purpose or Purpose.reply).queue
         ids = [message.id, *(later.message.id for later in item.behind)]
