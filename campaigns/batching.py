@@ -8,9 +8,13 @@ load a batch is one request (no added latency) and under heavy load batches grow
 
 ``work`` receives the items and returns one outcome per item, in order: a value, or an exception
 that belongs to that item alone (a malformed form, an unknown sender).  If ``work`` itself
-raises, the whole batch failed (the database is down, the commit failed) and nothing of it was
-committed: every caller of the batch gets that exception, so each answers with an error and
-Twilio retries.  Nothing is acknowledged before its transaction committed.
+raises, the whole batch failed and nothing of it was committed.  If the failure can belong to
+one item (``alone_on``: a value the database refuses, a bug on one odd form), the items are
+tried again one by one, each in its own transaction, so one poisoned request cannot take the
+others down with it: a 4xx to its neighbours would be a lost message, since Twilio does not retry
+a 4xx.  Otherwise (the database is down) every caller of the batch gets the exception, so each
+answers with an error and Twilio retries.  Nothing is acknowledged before its transaction
+committed.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ class GroupCommit(Generic[T, R]):
         work: Callable[[Sequence[T]], Sequence[R | BaseException]],
         *,
         max_batch: int = 200,
+        alone_on: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.work = work
         self.max_batch = max_batch
+        self.alone_on = alone_on
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
@@ -53,9 +59,14 @@ class GroupCommit(Generic[T, R]):
             del self._pending[: self.max_batch]
             items = [item for item, _ in batch]
             try:
-                outcomes: Sequence[R | BaseException] = await anyio.to_thread.run_sync(
-                    self.work, items
-                )
+                try:
+                    outcomes: Sequence[R | BaseException] = await anyio.to_thread.run_sync(
+                        self.work, items
+                    )
+                except self.alone_on:
+                    if len(items) == 1:
+                        raise
+                    outcomes = await anyio.to_thread.run_sync(self._one_by_one, items)
                 if len(outcomes) != len(items):
                     raise RuntimeError(f"{len(outcomes)} outcomes for {len(items)} items")
             except BaseException as exc:  # the whole batch failed: tell every caller
@@ -74,3 +85,12 @@ class GroupCommit(Generic[T, R]):
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
+
+    def _one_by_one(self, items: Sequence[T]) -> list[R | BaseException]:
+        outcomes: list[R | BaseException] = []
+        for item in items:
+            try:
+                outcomes.extend(self.work([item]))
+            except Exception as exc:  # this item's own failure
+                outcomes.append(exc)
+        return outcomes

@@ -16,6 +16,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns.batching import GroupCommit
@@ -201,4 +202,8 @@ def install_state(
     app_state.cipher = cipher
     app_state.inbound_limiter = anyio.CapacityLimiter(INBOUND_THREADS)
     app_state.status_batches = GroupCommit(status_work, max_batch=500)
-    app_state.inbound_batches = GroupCommit(inbound_work, max_batch=100)
+    # A value the database refuses (DataError) or a bug on one odd form fails that form alone;
+    # an unreachable database (OperationalError) fails the batch, and Twilio retries it.
+    app_state.inbound_batches = GroupCommit(
+        inbound_work, max_batch=100, alone_on=(DataError, IntegrityError, ValueError, TypeError)
+    )

@@ -49,6 +49,8 @@ MESSAGE = cast(Table, Message.__table__)
 # WhatsApp allows 4,096 characters in a message (SMS is split by Twilio at 1,600); a longer body
 # is not something Twilio sends, so it is refused as malformed.
 MAX_BODY = 4096
+# The payloads Faro puts on its own buttons are short; Twilio carries them back as they were.
+MAX_BUTTON_PAYLOAD = 256
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ def prepare(form: Mapping[str, str]) -> Inbound:
     body = form.get("Body", "")
     if len(body) > MAX_BODY:
         raise InvalidInput(f"Body is longer than {MAX_BODY} characters", field="Body")
+    if len(form.get("ButtonPayload") or "") > MAX_BUTTON_PAYLOAD:
+        raise InvalidInput(
+            f"ButtonPayload is longer than {MAX_BUTTON_PAYLOAD} characters", field="ButtonPayload"
+        )
     raw = form["From"].strip()
     channel = Channel.whatsapp if raw.lower().startswith("whatsapp:") else Channel.sms
     phone = parse_mobile(raw, field="From")

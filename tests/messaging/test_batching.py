@@ -68,6 +68,38 @@ def test_a_failed_batch_fails_every_caller_of_that_batch_only() -> None:
     assert second == ["B", "C"]
 
 
+def test_one_poisoned_item_fails_alone_and_its_batch_mates_are_stored() -> None:
+    """A value the database refuses fails the whole shared transaction; the batch is then tried
+    one by one, so its neighbours (legitimate messages, which Twilio would not resend after a
+    4xx) are stored and only the poisoned one gets its error.  An unreachable database still
+    fails every caller at once, without a round of lone retries."""
+    committed: list[str] = []
+
+    def work(items: Sequence[str]) -> list[str | BaseException]:
+        if "down" in items:
+            raise ConnectionError("database went away")
+        if "poison" in items:
+            raise ValueError("a value the database refuses")  # the whole transaction is lost
+        committed.extend(items)
+        return [item.upper() for item in items]
+
+    async def main(words: list[str]) -> list[str | BaseException]:
+        batcher: GroupCommit[str, str] = GroupCommit(work, alone_on=(ValueError,))
+        return list(
+            await asyncio.gather(*(batcher.submit(w) for w in words), return_exceptions=True)
+        )
+
+    outcomes = asyncio.run(main(["a", "poison", "b"]))
+    assert outcomes[0] == "A" and outcomes[2] == "B"
+    assert isinstance(outcomes[1], ValueError)
+    assert committed == ["a", "b"]
+
+    committed.clear()
+    outcomes = asyncio.run(main(["c", "down"]))
+    assert all(isinstance(o, ConnectionError) for o in outcomes)
+    assert committed == []
+
+
 @pytest.mark.parametrize("order", [["read", "sent", "delivered", "read"], ["sent", "failed"]])
 def test_record_statuses_in_one_batch_keeps_every_event_and_the_highest_status(
     db: Session, cipher: AddressCipher, order: list[str]

@@ -173,6 +173,11 @@ def test_hostile_bodies(client: TestClient, db: Session) -> None:
     assert r.status_code == 422 and r.json()["error"]["field"] == "Body"
     ok_long = twilio_form(sender=sender, phone=random_mobile(), body="b" * 2000)
     assert signed_post(client, PATH, ok_long).status_code == 200  # a long WhatsApp message
+    forged_button = twilio_form(
+        sender=sender, phone=random_mobile(), body="Sí", ButtonText="Sí", ButtonPayload="p" * 257
+    )
+    r = signed_post(client, PATH, forged_button)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "ButtonPayload"
     for raw in (b"Body=%FF%FE&From=x", b"Body=\xff\xfe&From=x"):
         invalid_utf8 = client.post(
             PATH,
