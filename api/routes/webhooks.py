@@ -201,9 +201,8 @@ def install_state(
     app_state.webhook_session_factory = session_factory
     app_state.cipher = cipher
     app_state.inbound_limiter = anyio.CapacityLimiter(INBOUND_THREADS)
-    app_state.status_batches = GroupCommit(status_work, max_batch=500)
     # A value the database refuses (DataError) or a bug on one odd form fails that form alone;
     # an unreachable database (OperationalError) fails the batch, and Twilio retries it.
-    app_state.inbound_batches = GroupCommit(
-        inbound_work, max_batch=100, alone_on=(DataError, IntegrityError, ValueError, TypeError)
-    )
+    alone_on = (DataError, IntegrityError, ValueError, TypeError)
+    app_state.status_batches = GroupCommit(status_work, max_batch=500, alone_on=alone_on)
+    app_state.inbound_batches = GroupCommit(inbound_work, max_batch=100, alone_on=alone_on)
