@@ -44,7 +44,7 @@ from celery import Celery
 from sqlalchemy import text
 
 from bench.assistant_latency import SENDER as WHATSAPP_SENDER
-from bench.common import load_average, print_table, write_json
+from bench.common import autoanalyze, load_average, print_table, write_json
 from bench.dispatch_assistant import assistant_phase
 from bench.dispatch_world import (
     BenchStack,
@@ -213,6 +213,7 @@ def main() -> None:
     with (
         private_redis(workdir) as broker_server,
         bench_stack(workdir / "logs", redis_url=broker_server.url, port=api_port) as stack,
+        autoanalyze(stack.database_url),
     ):
         settings = Settings(
             env="test",
