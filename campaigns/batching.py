@@ -25,6 +25,10 @@ from typing import Generic, TypeVar
 
 import anyio.to_thread
 
+from campaigns.logging import get_logger
+
+log = get_logger(__name__)
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -63,9 +67,10 @@ class GroupCommit(Generic[T, R]):
                     outcomes: Sequence[R | BaseException] = await anyio.to_thread.run_sync(
                         self.work, items
                     )
-                except self.alone_on:
+                except self.alone_on as exc:
                     if len(items) == 1:
                         raise
+                    log.warning("batch.one_by_one", items=len(items), error_type=type(exc).__name__)
                     outcomes = await anyio.to_thread.run_sync(self._one_by_one, items)
                 if len(outcomes) != len(items):
                     raise RuntimeError(f"{len(outcomes)} outcomes for {len(items)} items")
