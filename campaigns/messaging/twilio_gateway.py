@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
+import hmac
 import json
 import logging
 import uuid
@@ -224,5 +225,16 @@ class SimulatorGateway:
 def signature_is_valid(
     *, auth_token: str, url: str, params: Mapping[str, str], signature: str
 ) -> bool:
-    """Twilio's own check of ``X-Twilio-Signature`` over the public URL and the form."""
-    return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
+    """Twilio's own check of ``X-Twilio-Signature`` over the public URL and the form.
+
+    The URL as Faro gave it to Twilio signs nearly every request, so its signature is computed
+    first: one HMAC.  Only if it does not match does ``validate`` try the variants Twilio's
+    back end is known to sign (with and without an explicit port), which costs two more; the
+    double HMAC on every request was 9 % of a status callback's CPU.
+    """
+    validator = RequestValidator(auth_token)
+    form = dict(params)
+    expected = validator.compute_signature(url, form)
+    if hmac.compare_digest(expected.encode(), signature.encode()):
+        return True
+    return bool(validator.validate(url, form, signature))
