@@ -55,8 +55,8 @@ def create_app(settings: Settings | None = None, *, engine: Any = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("api.started", embedded=settings.is_embedded, simulator=settings.uses_simulator)
         # What start-up built (modules, routes, compiled statements) lives as long as the process:
-        # moved out of the collector's sight, so its full collections stop walking it (they were
-        # the webhooks' latency spikes under load).
+        # moved out of the collector's sight, so its full collections stop walking it.  (The
+        # webhooks' latency spikes turned out to be stale query plans: docs/benchmarks.md.)
         gc.collect()
         gc.freeze()
         yield
