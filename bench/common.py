@@ -107,8 +107,7 @@ def autoanalyze(database_url: str, every: float = AUTOANALYZE_EVERY) -> Iterator
     def loop() -> None:
         while not stop.wait(every):
             try:
-                with engine.connect() as conn:
-                    conn.execute(text("ANALYZE"))
+                analyze(database_url)
             except Exception as exc:  # the database is being dropped, or restarting
                 print(f"autoanalyze: {type(exc).__name__}, next round", file=sys.stderr)
 

@@ -83,6 +83,14 @@ _TWILIO_STATUSES = frozenset(s.value for s in MessageStatus) - {
 }
 
 
+def adopted_status(twilio_status: str | None) -> MessageStatus:
+    """The status of a message adopted from Twilio's records (``queued`` if Twilio's is one
+    Faro does not track)."""
+    if twilio_status in _TWILIO_STATUSES:
+        return MessageStatus(twilio_status)
+    return MessageStatus.queued
+
+
 @dataclass
 class DispatchReport:
     claimed: int = 0
@@ -325,7 +333,7 @@ async def _adopt_unconfirmed(
         taken = set(session.scalars(select(Message.twilio_sid).where(Message.twilio_sid.in_(sids))))
     for item, answer in zip(unsure, answers, strict=True):
         if answer is not None and answer.ok and answer.sid not in taken:
-            status = answer.status if answer.status in _TWILIO_STATUSES else "queued"
+            status = adopted_status(answer.status).value
             item.result = SubmitResult(ok=True, sid=answer.sid, status=status)
             log.info("messages.adopted", message_id=item.message.id)
         elif answer is not None and not answer.ok:

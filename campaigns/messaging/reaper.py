@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.db import utcnow
 from campaigns.logging import get_logger
+from campaigns.messaging.dispatch import adopted_status
 from campaigns.messaging.models import Direction, Message, MessageStatus, Purpose
 from campaigns.messaging.twilio_gateway import SubmitResult
 from campaigns.outbox import Job, publish_now
@@ -33,7 +34,6 @@ PENDING_AFTER = dt.timedelta(minutes=6)
 SUBMITTING_AFTER = dt.timedelta(minutes=10)
 UNHANDLED_AFTER = dt.timedelta(minutes=2)
 BATCH = 500
-_TWILIO = {s.value for s in MessageStatus}
 
 
 Reconcile = Callable[[Sequence[int]], Mapping[int, SubmitResult | None]]
@@ -75,8 +75,7 @@ def reap(
                 select(Message.id).where(Message.twilio_sid == found.sid)
             )
             if found is not None and found.sid and not taken:
-                status = MessageStatus(found.status) if found.status in _TWILIO else None
-                status = status or MessageStatus.queued
+                status = adopted_status(found.status)
                 session.execute(
                     update(Message)
                     .where(
