@@ -6,7 +6,7 @@
 
 Real processes (see ``bench/dispatch_world.py``): two ``faro worker --queues bulk
 --concurrency 4``, the API, PostgreSQL, a private Redis as the broker, the fake Twilio over
-HTTP in this process with status callbacks on (only each message's final one, so the API's
+HTTP in a process of its own with status callbacks on (only each message's final one, so the API's
 callback path is not what limits the send).  This process plays beat: it runs
 ``campaigns.outreach.engine.tick`` (plan, then dispatch ``JOB_SIZE`` ids per ``messages.send``
 task); the workers send.  In one run:
@@ -44,7 +44,13 @@ from celery import Celery
 from sqlalchemy import text
 
 from bench.assistant_latency import SENDER as WHATSAPP_SENDER
-from bench.common import autoanalyze, load_average, print_table, write_json
+from bench.common import (
+    FakeTwilioProcess,
+    autoanalyze,
+    load_average,
+    print_table,
+    write_json,
+)
 from bench.dispatch_assistant import assistant_phase
 from bench.dispatch_world import (
     BenchStack,
@@ -66,7 +72,7 @@ from campaigns.outreach import engine
 from campaigns.outreach.dispatch import JOB_SIZE
 from campaigns.settings import Settings
 from tests.factories import TWILIO_SID, TWILIO_TOKEN
-from tests.fakes.twilio import FakeTwilio, twilio_client_for
+from tests.fakes.twilio import twilio_client_for
 from tests.stack import Assistant, free_port, wait_for
 
 LATENCY = 0.15
@@ -85,7 +91,7 @@ def verdict(ok: bool) -> str:
 # --- phases -----------------------------------------------------------------------------------
 
 
-def sequential_loop(fake: FakeTwilio, calls: int) -> dict[str, Any]:
+def sequential_loop(fake: FakeTwilioProcess, calls: int) -> dict[str, Any]:
     """One ``messages.create`` after another with the official client (one connection)."""
     client = twilio_client_for(fake.base_url, TWILIO_SID, TWILIO_TOKEN)
     phones = numbers("+52965", calls + 1)
@@ -103,28 +109,28 @@ def campaign(
     """Launch an approved campaign with one tick and time its sends at the fake."""
     due = approved_campaign(stack, org_id=org_id, community_id=community_id, body=BODY.format(tag))
     assert stack.factory is not None
-    start_index, accepted = len(stack.fake.messages), stack.fake.stats()["accepted"]
+    start_index = accepted = stack.twilio.stats()["accepted"]
     load = load_average()
     meter.start()
     started = time.time()
     report = engine.tick(stack.factory, now=due + dt.timedelta(minutes=1))
     tick_s = time.time() - started
     wait_for(
-        lambda: stack.fake.stats()["accepted"] >= accepted + count,
+        lambda: stack.twilio.stats()["accepted"] >= accepted + count,
         timeout=1800,
         what=f"{count} campaign messages at the fake",
     )
     cpu = meter.stop()
-    sent = stack.fake.messages[start_index:]
-    first, last = sent[0].received_at.timestamp(), sent[-1].received_at.timestamp()
+    sent = stack.twilio.messages_since(start_index)
+    first, last = sent[0].received_at, sent[-1].received_at
     rate = (len(sent) - 1) / (last - first)
-    drain = wait_callbacks_drained(stack.fake)
+    drain = wait_callbacks_drained(stack.twilio)
     return {
         "recipients": count,
         "planned": report.planned,
         "queued_by_tick": report.queued,
         "sent": len(sent),
-        "distinct": len({m.params["To"] for m in sent}),
+        "distinct": len({m.to for m in sent}),
         "tick_s": round(tick_s, 2),
         "first_to_last_s": round(last - first, 2),
         "tick_start_to_last_s": round(last - started, 2),
@@ -275,11 +281,12 @@ def main() -> None:
             )
             pids = {"bulk workers": [stack.pid(n) for n in BULK_WORKERS]}
             pids |= {"api": [stack.pid("api")], "redis": [broker_server.pid]}
+            pids |= {"fake Twilio": [stack.twilio.process.pid]}
             meter = CpuMeter(pids, stack.database_url)
             if "dispatch" not in skip:
-                stack.fake.latency = LATENCY
+                stack.twilio.set_latency(LATENCY)
                 print("latency 150 ms: sequential loop …", flush=True)
-                results["loop_150ms"] = sequential_loop(stack.fake, args.baseline_calls)
+                results["loop_150ms"] = sequential_loop(stack.twilio, args.baseline_calls)
                 print("latency 150 ms: campaign …", flush=True)
                 results["campaign_150ms"] = campaign(
                     stack,
@@ -289,8 +296,8 @@ def main() -> None:
                     count=args.recipients,
                     tag="slow",
                 )
-                results["fake_max_in_flight"] = stack.fake.stats()["max_in_flight"]
-                stack.fake.latency = 0.0
+                results["fake_max_in_flight"] = stack.twilio.stats()["max_in_flight"]
+                stack.twilio.set_latency(0.0)
                 print("latency 0: no-op tasks …", flush=True)
                 results["noop_tasks"] = noop_tasks(celery, broker, args.noop_tasks)
                 print("latency 0: campaign …", flush=True)
@@ -331,7 +338,7 @@ def main() -> None:
                 )
                 meter.pids["conversation worker"] = [stack.pid("conversation")]
                 meter.pids["rasa"] = [p.pid for p in assistant.processes]
-                stack.fake.latency = LATENCY
+                stack.twilio.set_latency(LATENCY)
                 with stack.session() as db, db.begin():
                     db.execute(
                         text("UPDATE sender SET rate_per_second = :r WHERE channel = 'sms'"),
@@ -345,6 +352,7 @@ def main() -> None:
                     community_id=places["big"],
                     big=args.big,
                     idle=args.replies,
+                    latency=LATENCY,
                 )
                 results["assistant"]["campaign"]["sender_rate_per_s"] = args.campaign_rate
         finally:

@@ -8,6 +8,7 @@ starts it (no access log), on a fresh PostgreSQL database migrated with Alembic.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import random
@@ -553,28 +554,66 @@ class FakeTwilioProcess:
 
     base_url: str
     process: subprocess.Popen[bytes]
+    # One kept-alive connection: the reply benchmark polls the fake every 10 ms.
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=120.0))
 
     def control(self, method: str, path: str, body: object = None) -> Any:
-        response = httpx.request(
-            method, f"{self.base_url}/_fake/{path}", json=body, timeout=httpx.Timeout(120.0)
-        )
+        response = self.client.request(method, f"{self.base_url}/_fake/{path}", json=body)
         response.raise_for_status()
         return response.json()
 
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.process.pid)
 
+    def set_latency(self, seconds: float) -> None:
+        self.control("POST", "config", {"latency": seconds})
+
+    def stats(self) -> dict[str, int]:
+        """The fake's counters, and ``lifecycles``: messages whose statuses are still to come."""
+        return dict(self.control("GET", "stats"))
+
+    def messages_since(self, cursor: int) -> list[RemoteMessage]:
+        """Accepted messages from offset ``cursor`` on, in the order the fake accepted them."""
+        return [
+            RemoteMessage(
+                sid=m["sid"],
+                to=m["params"].get("To", ""),
+                has_callback="StatusCallback" in m["params"],
+                received_at=dt.datetime.fromisoformat(m["received_at"]).timestamp(),
+            )
+            for m in self.control("GET", f"messages?since={cursor}")
+        ]
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    """What the benchmarks read of a message the fake Twilio in another process accepted:
+    ``received_at`` is when its call's added latency had passed (epoch seconds)."""
+
+    sid: str
+    to: str
+    has_callback: bool
+    received_at: float
+
 
 @contextmanager
-def running_fake_twilio(*, log_dir: Path, latency: float = 0.0) -> Iterator[FakeTwilioProcess]:
-    """The fake Twilio on a free port, with status callbacks switched off: the sender
-    benchmarks measure sending, and nothing listens at the callback URL."""
+def running_fake_twilio(
+    *,
+    log_dir: Path,
+    latency: float = 0.0,
+    callbacks: dict[str, Any] | None = None,
+    account_sid: str = TWILIO_ACCOUNT_SID,
+    auth_token: str = TWILIO_AUTH_TOKEN,
+) -> Iterator[FakeTwilioProcess]:
+    """The fake Twilio on a free port.  ``callbacks``: `CallbackOptions` fields; by default
+    status callbacks are off, as the sender benchmarks measure sending and nothing listens at
+    their callback URL."""
     cmd = [sys.executable, "-m", "tests.fakes.twilio", "--port", "0"]
-    cmd += ["--account-sid", TWILIO_ACCOUNT_SID, "--auth-token", TWILIO_AUTH_TOKEN]
-    cmd += ["--latency", str(latency)]
+    cmd += ["--account-sid", account_sid, "--auth-token", auth_token, "--latency", str(latency)]
     err_path = log_dir / f"fake-twilio-{uuid.uuid4().hex[:6]}.log"
     with err_path.open("wb") as err:
         process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+    fake: FakeTwilioProcess | None = None
     try:
         assert process.stdout is not None
         line = process.stdout.readline().decode().strip()
@@ -582,9 +621,11 @@ def running_fake_twilio(*, log_dir: Path, latency: float = 0.0) -> Iterator[Fake
             tail = err_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"the fake Twilio did not start: {line!r}\n{tail}")
         fake = FakeTwilioProcess(base_url=line.rsplit(" ", 1)[-1], process=process)
-        fake.control("POST", "config", {"callbacks": {"enabled": False}})
+        fake.control("POST", "config", {"callbacks": callbacks or {"enabled": False}})
         yield fake
     finally:
+        if fake is not None:
+            fake.client.close()
         process.terminate()
         try:
             process.wait(timeout=15)

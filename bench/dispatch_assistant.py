@@ -26,18 +26,10 @@ from bench.common import latency_summary, load_average
 from bench.dispatch_world import BenchStack, CpuMeter, approved_campaign, wait_callbacks_drained
 from campaigns.outreach import engine
 from tests.factories import TWILIO_SID, TWILIO_TOKEN, random_mobile
-from tests.fakes.twilio import FakeTwilio, SentMessage
 
 BEAT_EVERY = 15.0  # seconds between beat's campaigns.tick
 REPLY_TIMEOUT = 10.0
 BODY = "Nadie cobra por una cita migratoria. Denuncia al 089. (big)"
-
-
-def since(fake: FakeTwilio, cursor: int) -> list[SentMessage]:
-    """The fake's messages from ``cursor`` on.  ``fake.messages`` copies the whole list, 90,000
-    and more here: polled every few ms, it would steal the fake's own thread its GIL."""
-    with fake._lock:
-        return fake._messages[cursor:]
 
 
 @dataclass
@@ -51,8 +43,9 @@ class Reply:
 class Asker:
     """Signed inbound WhatsApp questions, one at a time; each waits for its reply at the fake."""
 
-    def __init__(self, stack: BenchStack) -> None:
-        self.fake = stack.fake
+    def __init__(self, stack: BenchStack, latency: float) -> None:
+        self.fake = stack.twilio
+        self.latency = latency  # the fake's, added to every API call
         self.url = f"{stack.base_url}/webhooks/twilio/messages"
         self.client = httpx.Client(timeout=REPLY_TIMEOUT)
         self.count = 0
@@ -70,7 +63,7 @@ class Asker:
         }
         self.count += 1
         signature = RequestValidator(TWILIO_TOKEN).compute_signature(self.url, form)
-        cursor = len(since(self.fake, 0))
+        cursor = self.fake.stats()["accepted"]
         sent_at = time.time()
         self.client.post(
             self.url,
@@ -84,13 +77,11 @@ class Asker:
         # Mexican mobiles come back as +52 1 … on WhatsApp: match the national digits.
         tail = phone[-10:]
         while time.monotonic() < deadline:
-            messages = since(self.fake, cursor)
+            messages = self.fake.messages_since(cursor)
             for message in messages:
-                to = message.params.get("To", "")
-                if to.startswith("whatsapp:") and to.endswith(tail):
-                    accepted = message.received_at.timestamp()
+                if message.to.startswith("whatsapp:") and message.to.endswith(tail):
                     # The fake records a call once its latency has passed: arrival is before.
-                    arrived = accepted - self.fake.latency
+                    arrived = message.received_at - self.latency
                     return Reply(sent_at, arrived - sent_at, arrived, form["MessageSid"])
             cursor += len(messages)
             time.sleep(0.01)
@@ -184,9 +175,16 @@ def beat(
 
 
 def assistant_phase(
-    stack: BenchStack, meter: CpuMeter, *, org_id: int, community_id: int, big: int, idle: int
+    stack: BenchStack,
+    meter: CpuMeter,
+    *,
+    org_id: int,
+    community_id: int,
+    big: int,
+    idle: int,
+    latency: float,
 ) -> dict[str, Any]:
-    asker = Asker(stack)
+    asker = Asker(stack, latency)
     try:
         for _ in range(10):  # Rasa's first answers are slow: not measured
             asker.ask()
@@ -194,12 +192,12 @@ def assistant_phase(
         idle_replies = [asker.ask() for _ in range(idle)]
 
         due = approved_campaign(stack, org_id=org_id, community_id=community_id, body=BODY)
-        start_index = len(stack.fake.messages)
+        start_index = stack.twilio.stats()["accepted"]
         ticks: list[dict[str, float]] = []
 
         # Beat in a process of its own, as in production: a tick is seconds of Python (planning
         # 50,000 deliveries, publishing 20,000 ids), and in this process it would hold the GIL
-        # the fake Twilio's event loop needs.
+        # the Asker's polling needs.
         context = multiprocessing.get_context("spawn")
         ticks_out: Any = context.Queue()
         stop_beat = context.Event()
@@ -222,11 +220,11 @@ def assistant_phase(
         deadline = time.monotonic() + 1800
         while sent_sms < big and time.monotonic() < deadline:
             busy_replies.append(asker.ask())
-            messages = since(stack.fake, cursor)
+            messages = stack.twilio.messages_since(cursor)
             for message in messages:
-                if not message.params.get("To", "").startswith("whatsapp:"):
+                if not message.to.startswith("whatsapp:"):
                     sent_sms += 1
-                    last = message.received_at.timestamp()
+                    last = message.received_at
                     first = first or last
             cursor += len(messages)
         cpu = meter.stop()
@@ -242,7 +240,7 @@ def assistant_phase(
         asker.close()
     during = [r for r in busy_replies if r.sent_at >= first and r.sent_at <= last]
     planning = [r for r in busy_replies if r.sent_at < first]
-    drain = wait_callbacks_drained(stack.fake)
+    drain = wait_callbacks_drained(stack.twilio)
     # The ratio of the answered replies' p95s; the unanswered are reported beside it.
     idle_p95 = summary(idle_replies).get("p95_ms")
     busy_p95 = summary(during).get("p95_ms")

@@ -4,7 +4,9 @@ communities, approved campaigns launched by playing beat's tick, and CPU meters 
 Processes: a private ``redis-server`` on a free port (so nobody else's queue shares the broker),
 the API under uvicorn, ``faro worker`` processes started with ``FARO_BENCH_TASKS=1`` (so they
 also know ``bench.noop``), a PostgreSQL database of the run's own (created and dropped by
-:class:`tests.stack.Stack`) and the fake Twilio over HTTP, in this process.
+:class:`tests.stack.Stack`) and the fake Twilio over HTTP, in a process of its own (as Twilio is
+not in Faro's: in this process, its event loop would share the GIL with the benchmark's own
+work, and its latency would grow with the load it measures).
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ import psutil
 import redis
 from sqlalchemy import insert, select, text
 
-from bench.common import PG_ADMIN_URL, PostgresCpu, tree_cpu_seconds
+from bench.common import (
+    PG_ADMIN_URL,
+    FakeTwilioProcess,
+    PostgresCpu,
+    running_fake_twilio,
+    tree_cpu_seconds,
+)
 from campaigns.communities import Community
 from campaigns.contacts.models import Channel, ConsentState, Contact
 from campaigns.crypto import AddressCipher
@@ -42,7 +50,6 @@ from campaigns.outreach.validation import ContentInput
 from campaigns.settings import Settings
 from tests.campaigns_engine.factories import SID, make_campaign, make_place
 from tests.factories import TWILIO_SID, TWILIO_TOKEN, make_user
-from tests.fakes.twilio import CallbackOptions, FakeTwilio
 from tests.stack import Stack, free_port, wait_for
 
 TIMEZONE = "America/Mexico_City"
@@ -85,7 +92,12 @@ def private_redis(workdir: Path) -> Iterator[PrivateRedis]:
 
 
 class BenchStack(Stack):
-    """``tests.stack.Stack`` whose workers also register ``bench.noop``."""
+    """``tests.stack.Stack`` whose workers also register ``bench.noop``, with the fake Twilio
+    in another process (``twilio``)."""
+
+    def __init__(self, *, twilio: FakeTwilioProcess, **kwargs: Any) -> None:
+        super().__init__(fake=None, twilio_url=twilio.base_url, **kwargs)
+        self.twilio = twilio
 
     @property
     def env(self) -> dict[str, str]:
@@ -99,14 +111,16 @@ class BenchStack(Stack):
 def bench_stack(logs: Path, *, redis_url: str, port: int) -> Iterator[BenchStack]:
     """The API up, no worker yet; status callbacks on, but only each message's final one."""
     logs.mkdir(parents=True, exist_ok=True)
-    options = CallbackOptions(final_only=True)
-    with FakeTwilio(
-        account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, callback_options=options
+    with running_fake_twilio(
+        log_dir=logs,
+        callbacks={"final_only": True},
+        account_sid=TWILIO_SID,
+        auth_token=TWILIO_TOKEN,
     ) as fake:
         stack = BenchStack(
             admin_url=PG_ADMIN_URL,
             redis_db=0,
-            fake=fake,
+            twilio=fake,
             logs=logs,
             port=port,
             redis_url=redis_url,
@@ -197,15 +211,14 @@ def approved_campaign(stack: Stack, *, org_id: int, community_id: int, body: str
         return max(r.due_at for r in runs.list_runs(db, campaign.id))
 
 
-def wait_callbacks_drained(fake: FakeTwilio, *, timeout: float = 600) -> float:
-    """Until every message that asked for a status callback had its one (final only) sent."""
+def wait_callbacks_drained(fake: FakeTwilioProcess, *, timeout: float = 600) -> float:
+    """Until every accepted message reached its final status and had its callback sent."""
     started = time.monotonic()
-
-    def drained() -> bool:
-        asked = sum(1 for m in fake.messages if "StatusCallback" in m.params)
-        return len(fake.callbacks) >= asked
-
-    wait_for(drained, timeout=timeout, what="the status callbacks to drain")
+    wait_for(
+        lambda: fake.stats()["lifecycles"] == 0,
+        timeout=timeout,
+        what="the status callbacks to drain",
+    )
     return time.monotonic() - started
 
 
@@ -223,9 +236,7 @@ class CpuMeter:
             name: sum(tree_cpu_seconds(p) for p in pids) for name, pids in self.pids.items()
         }
         times = psutil.Process().cpu_times()
-        readings["bench process (fake Twilio; tick in the dispatch phase)"] = (
-            times.user + times.system
-        )
+        readings["bench process (beat's tick in the dispatch phase)"] = times.user + times.system
         return readings
 
     def start(self) -> None:
@@ -254,10 +265,10 @@ def profile_send_batch(
     count: int,
     body: str,
 ) -> dict[str, Any]:
-    """``send_batch`` in this process under cProfile (this thread's CPU time only, so the fake
-    Twilio's thread is not counted), ``JOB_SIZE`` ids at a time, one ``asyncio.run`` each as
-    the ``messages.send`` task does.  The bulk workers stop consuming meanwhile; the jobs the
-    tick published for these messages are dropped from the queue afterwards."""
+    """``send_batch`` in this process under cProfile (this thread's CPU time), ``JOB_SIZE``
+    ids at a time, one ``asyncio.run`` each as the ``messages.send`` task does.  The bulk
+    workers stop consuming meanwhile; the jobs the tick published for these messages are
+    dropped from the queue afterwards."""
     assert stack.factory is not None
     pause()
     try:
@@ -276,7 +287,7 @@ def profile_send_batch(
 
         async def one(chunk: list[int]) -> None:
             gateway = TwilioGateway(
-                account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, api_url=stack.fake.base_url
+                account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, api_url=stack.twilio_url
             )
             try:
                 await send_batch(

@@ -452,9 +452,25 @@ def test_runs_as_a_separate_process() -> None:
         try:
             assert process.stdout is not None
             url = process.stdout.readline().split()[-1]
-            message = send(twilio_client_for(url, SID, TOKEN))
+            client = twilio_client_for(url, SID, TOKEN)
+            message = send(client)
             [listed] = httpx.get(f"{url}/_fake/messages").json()
             assert listed["sid"] == message.sid
+            # A poller asks only for what it has not seen: ?since= is an offset.
+            later = send(client)
+            [newer] = httpx.get(f"{url}/_fake/messages", params={"since": 1}).json()
+            assert newer["sid"] == later.sid
+            assert httpx.get(f"{url}/_fake/messages", params={"since": 2}).json() == []
+            bad = httpx.get(f"{url}/_fake/messages", params={"since": "x"})
+            assert bad.status_code == 400 and "since" in bad.json()["error"]
+            # ``lifecycles`` counts messages whose statuses are still to come: at 0, all final.
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{url}/_fake/stats").json()["lifecycles"] and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
+            listing = httpx.get(f"{url}/_fake/messages").json()
+            assert [m["status"] for m in listing] == ["delivered", "delivered"]
         finally:
             process.terminate()
         assert process.wait(timeout=10) == 0  # SIGTERM is a clean shutdown

@@ -28,7 +28,7 @@ As a separate process (prints ``fake twilio listening on http://HOST:PORT`` once
 and then controlled over HTTP (no auth, no latency): ``POST /_fake/config`` with
 ``{"latency": 0.15, "seed": 1, "callbacks": {"delay": 0.1, "shuffle": true}}``,
 ``POST /_fake/faults`` with one `Fault` object or a list of them (``{"kind": "reject",
-"code": 21211, "times": 2}``), ``GET /_fake/messages``, ``GET /_fake/callbacks``,
+"code": 21211, "times": 2}``), ``GET /_fake/messages[?since=N]``, ``GET /_fake/callbacks``,
 ``GET /_fake/stats`` and ``POST /_fake/reset``.
 
 Faults apply to create calls, first matching rule first (see `Fault`).  The lifecycle of an
@@ -671,6 +671,14 @@ class FakeTwilio:
         return web.json_response({"reset": True})
 
     async def _http_messages(self, request: web.Request) -> web.StreamResponse:
+        """Every accepted message in order, or from ``?since=N`` on (an offset into that order:
+        a poller asks for what it has not seen yet)."""
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            return web.json_response({"error": "since must be an integer offset"}, status=400)
+        if since < 0:
+            return web.json_response({"error": "since must be 0 or more"}, status=400)
         with self._lock:
             listing = [
                 {
@@ -678,7 +686,7 @@ class FakeTwilio:
                     "received_at": m.received_at.isoformat(),
                     "status": self._resources[m.sid]["status"],
                 }
-                for m in self._messages
+                for m in self._messages[since:]
             ]
         return web.json_response(listing)
 
@@ -689,7 +697,8 @@ class FakeTwilio:
         return web.json_response(listing)
 
     async def _http_stats(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.stats())
+        # ``lifecycles``: accepted messages whose statuses (and callbacks) are still to come.
+        return web.json_response(self.stats() | {"lifecycles": len(self._tasks)})
 
 
 def twilio_client_for(
