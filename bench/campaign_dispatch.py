@@ -198,6 +198,13 @@ def main() -> None:
         default=SENDER_RATE,
         help="the SMS sender's messages/s during the assistant phase (its big campaign)",
     )
+    parser.add_argument(
+        "--rate-while-chatting",
+        type=float,
+        default=None,
+        help="FARO_CAMPAIGN_RATE_WHILE_CHATTING for the workers (default: Faro's own, "
+        f"{Settings().campaign_rate_while_chatting:g}/s; 0: campaigns never yield)",
+    )
     parser.add_argument("--skip", default="", help="comma-separated: dispatch, assistant")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -226,6 +233,14 @@ def main() -> None:
             database_url=stack.database_url,
             redis_url=broker_server.url,
             public_url=stack.base_url,
+        )
+        results["fake_twilio"] = f"own process, nice {stack.fake_nice}"
+        if args.rate_while_chatting is not None:
+            stack.extra_env["FARO_CAMPAIGN_RATE_WHILE_CHATTING"] = str(args.rate_while_chatting)
+        results["campaign_rate_while_chatting"] = (
+            args.rate_while_chatting
+            if args.rate_while_chatting is not None
+            else Settings().campaign_rate_while_chatting
         )
         cipher = AddressCipher.from_settings(settings)
         with stack.session() as db, db.begin():
@@ -352,7 +367,6 @@ def main() -> None:
                     community_id=places["big"],
                     big=args.big,
                     idle=args.replies,
-                    latency=LATENCY,
                 )
                 results["assistant"]["campaign"]["sender_rate_per_s"] = args.campaign_rate
         finally:
@@ -371,7 +385,8 @@ def report(results: dict[str, Any]) -> None:
     print(f"load average before {results['load_before']}, after {results['load_after']}")
     print(
         f"{results['bulk_workers']}, {results['job_size']} messages per task; callbacks: "
-        f"{results['callbacks']}"
+        f"{results['callbacks']}; fake Twilio: {results.get('fake_twilio')}; campaigns "
+        f"while someone chats: {results.get('campaign_rate_while_chatting')}/s (0: no yielding)"
     )
     rows: list[list[object]] = []
     if "campaign_150ms" in results:

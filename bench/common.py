@@ -580,6 +580,7 @@ class FakeTwilioProcess:
                 to=m["params"].get("To", ""),
                 has_callback="StatusCallback" in m["params"],
                 received_at=dt.datetime.fromisoformat(m["received_at"]).timestamp(),
+                arrived_at=dt.datetime.fromisoformat(m["arrived_at"]).timestamp(),
             )
             for m in self.control("GET", f"messages?since={cursor}")
         ]
@@ -587,13 +588,15 @@ class FakeTwilioProcess:
 
 @dataclass(frozen=True)
 class RemoteMessage:
-    """What the benchmarks read of a message the fake Twilio in another process accepted:
-    ``received_at`` is when its call's added latency had passed (epoch seconds)."""
+    """What the benchmarks read of a message the fake Twilio in another process accepted
+    (epoch seconds): ``arrived_at`` when the fake began handling the call, ``received_at`` when
+    it accepted it, its added latency later."""
 
     sid: str
     to: str
     has_callback: bool
     received_at: float
+    arrived_at: float
 
 
 @contextmanager

@@ -2,8 +2,8 @@
 dispatches (a process of the bench's plays beat: ``campaigns.tick`` every 15 s, as beat does).
 
 A reply's latency runs from the signed inbound webhook leaving this process to the reply's
-arrival at the fake Twilio (the fake records a call once its latency has passed: arrival is that
-moment less the latency), as ``bench.assistant_latency`` measures it.
+arrival at the fake Twilio (the moment the fake began handling Faro's call, before the latency it
+adds), as ``bench.assistant_latency`` measures it.
 """
 
 from __future__ import annotations
@@ -36,16 +36,15 @@ BODY = "Nadie cobra por una cita migratoria. Denuncia al 089. (big)"
 class Reply:
     sent_at: float
     latency: float | None  # to the reply's arrival at Twilio; None: no reply in 10 s
-    accepted_at: float | None
+    arrived_at: float | None
     sid: str = ""
 
 
 class Asker:
     """Signed inbound WhatsApp questions, one at a time; each waits for its reply at the fake."""
 
-    def __init__(self, stack: BenchStack, latency: float) -> None:
+    def __init__(self, stack: BenchStack) -> None:
         self.fake = stack.twilio
-        self.latency = latency  # the fake's, added to every API call
         self.url = f"{stack.base_url}/webhooks/twilio/messages"
         self.client = httpx.Client(timeout=REPLY_TIMEOUT)
         self.count = 0
@@ -80,8 +79,7 @@ class Asker:
             messages = self.fake.messages_since(cursor)
             for message in messages:
                 if message.to.startswith("whatsapp:") and message.to.endswith(tail):
-                    # The fake records a call once its latency has passed: arrival is before.
-                    arrived = message.received_at - self.latency
+                    arrived = message.arrived_at
                     return Reply(sent_at, arrived - sent_at, arrived, form["MessageSid"])
             cursor += len(messages)
             time.sleep(0.01)
@@ -101,7 +99,7 @@ STAGES = (
 
 def stages(factory: Any, replies: list[Reply]) -> dict[str, dict[str, float]]:
     """Where each answered reply's time went, from the rows' own timestamps (ms, p50/p95)."""
-    answered = {r.sid: r for r in replies if r.accepted_at is not None}
+    answered = {r.sid: r for r in replies if r.arrived_at is not None}
     if len(answered) < 2:
         return {}
     with factory() as session:
@@ -117,7 +115,7 @@ def stages(factory: Any, replies: list[Reply]) -> dict[str, dict[str, float]]:
     spans: dict[str, list[float]] = {name: [] for name in STAGES}
     for sid, stored, queued, submitted in rows:
         reply = answered[sid]
-        marks = [reply.sent_at, stored, queued, submitted, reply.accepted_at]
+        marks = [reply.sent_at, stored, queued, submitted, reply.arrived_at]
         times = [m if isinstance(m, float) else m.replace(tzinfo=dt.UTC).timestamp() for m in marks]
         for name, a, b in zip(STAGES, times, times[1:], strict=False):
             spans[name].append(b - a)
@@ -182,9 +180,8 @@ def assistant_phase(
     community_id: int,
     big: int,
     idle: int,
-    latency: float,
 ) -> dict[str, Any]:
-    asker = Asker(stack, latency)
+    asker = Asker(stack)
     try:
         for _ in range(10):  # Rasa's first answers are slow: not measured
             asker.ask()

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     max_webhook_bytes: int = Field(default=64_000, ge=1_000)
     max_import_rows: int = Field(default=500_000, ge=1)
     page_size_max: int = Field(default=500, ge=1)
+    # Campaign messages/s, for the whole deployment, while the assistant is answering someone
+    # (a question in the last CHATTING_SECONDS): campaigns yield the machines to conversations.
+    # 0: campaigns never yield (each sender's own rate still applies).
+    campaign_rate_while_chatting: float = Field(default=100.0, ge=0, le=100_000)
     # Message bodies and conversation text older than this are purged (campaigns/retention.py).
     retention_days: int = Field(default=90, ge=1, le=3650)
     # Rasa's SQL tracker store, so retention and erasure reach its events too (optional).

@@ -126,6 +126,7 @@ async def _send(gateway: Gateway, message_ids: list[int]) -> dict[str, int]:
         cipher=cipher,
         public_url=get_settings().public_url,
         message_ids=message_ids,
+        rate_while_chatting=get_settings().campaign_rate_while_chatting,
     )
     return {"claimed": report.claimed, "accepted": report.accepted, "retried": report.retried}
 
@@ -145,7 +146,10 @@ def _bot() -> BotClient:
 @app.task(name="conversation.handle", bind=True, acks_late=True, max_retries=3)
 def handle_conversation(self: Task[Any, Any], message_id: int) -> str:
     """Answer one inbound message: the assistant, or an apology after the last retry."""
-    factory, _, cipher = _resources()
+    factory, limiter, cipher = _resources()
+    if limiter is not None:  # campaigns yield the machines while someone waits for an answer
+        with suppress(redis.RedisError):
+            limiter.mark_chatting()
     try:
         return conversation.handle(factory, message_id=int(message_id), bot=_bot(), cipher=cipher)
     except AssistantUnavailable as exc:

@@ -46,7 +46,7 @@ from campaigns.crypto import AddressCipher
 from campaigns.db import retry_on_deadlock, utcnow
 from campaigns.logging import get_logger
 from campaigns.messaging.models import Message, MessageStatus, Purpose, Sender
-from campaigns.messaging.ratelimit import RateLimiter
+from campaigns.messaging.ratelimit import WHILE_CHATTING, RateLimiter
 from campaigns.messaging.twilio_gateway import (
     OUTSIDE_WINDOW,
     UNSUBSCRIBED,
@@ -197,7 +197,13 @@ async def send_batch(
     public_url: str,
     message_ids: Sequence[int],
     now: dt.datetime | None = None,
+    rate_while_chatting: float = 0.0,
 ) -> DispatchReport:
+    """Claim ``message_ids`` (the pending ones), send them, record every outcome.
+
+    ``rate_while_chatting``: while the assistant is answering someone, campaign messages also
+    share one deployment-wide bucket at this rate (see `campaigns.messaging.ratelimit`); 0 never.
+    """
     report = DispatchReport()
     now = now or utcnow()
     with factory() as session, session.begin():
@@ -225,6 +231,7 @@ async def send_batch(
 
     semaphore = asyncio.Semaphore(CONCURRENCY)
     await _adopt_unconfirmed(factory, gateway, items, semaphore)
+    yielding = limiter is not None and await _yielding(limiter, items, rate_while_chatting)
 
     def simulated(item: _Item) -> bool:
         assert item.sender is not None
@@ -242,6 +249,8 @@ async def send_batch(
                 return
             if limiter is not None:
                 try:
+                    if yielding and item.message.purpose == Purpose.campaign:
+                        await limiter.acquire(WHILE_CHATTING, rate=rate_while_chatting)
                     await limiter.acquire(
                         f"sender:{item.sender.id}", rate=item.sender.rate_per_second
                     )
@@ -294,6 +303,19 @@ async def send_batch(
         refused=report.refused,
     )
     return report
+
+
+async def _yielding(limiter: RateLimiter, items: Sequence[_Item], rate: float) -> bool:
+    """Whether this batch's campaign messages yield to conversations (asked once a batch)."""
+    if rate <= 0 or not any(
+        i.request is not None and i.message.purpose == Purpose.campaign for i in items
+    ):
+        return False
+    try:
+        return await asyncio.to_thread(limiter.chatting)
+    except Exception as exc:  # Redis unreachable: the sender's own bucket will say so
+        log.warning("messages.chatting_unknown", error_type=type(exc).__name__)
+        return False
 
 
 async def _adopt_unconfirmed(

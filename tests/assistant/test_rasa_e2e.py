@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -97,6 +98,8 @@ def test_spanish_question_gets_the_mexican_answer_with_its_source(
     assert answer.startswith("Servicio gratuito. Fuentes oficiales. No es asesoría legal.")
     assert "COMAR" in answer and "Fuente:" in answer
     assert feedback == "¿Te sirvió? 1 Sí / 2 No"
+    # Someone is talking to the assistant: campaigns yield the machines for the next seconds.
+    assert 0 < redis.Redis.from_url(stack.redis_url).pttl("faro:rate:chatting") <= 10_000
     with stack.session() as session:
         turn = session.scalars(select(Turn).order_by(Turn.id.desc())).first()
         assert turn is not None and turn.topic == "asylum_protection" and turn.language == "es"

@@ -174,7 +174,8 @@ class SentMessage:
     sid: str
     params: dict[str, str]
     media_urls: tuple[str, ...]
-    received_at: datetime
+    received_at: datetime  # accepted: after the added latency
+    arrived_at: datetime | None = None  # when the server began handling the call
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,7 @@ class FakeTwilio:
         """Count, delay and authenticate every API call (not the /_fake/ controls)."""
         if request.path.startswith("/_fake/"):
             return await handler(request)
+        request["arrived_at"] = datetime.now(UTC)
         with self._lock:
             self._stats["calls"] += 1
             self._stats["in_flight"] += 1
@@ -444,7 +446,7 @@ class FakeTwilio:
             assert request.transport is not None
             request.transport.close()
             return web.Response(status=500)  # never reaches the client
-        resource = self._accept(params, media, fault)
+        resource = self._accept(params, media, fault, request.get("arrived_at"))
         if fault is not None and fault.kind == "timeout":
             await asyncio.sleep(fault.seconds)
         return web.json_response(resource, status=201)
@@ -515,7 +517,11 @@ class FakeTwilio:
         return None
 
     def _accept(
-        self, params: dict[str, str], media: tuple[str, ...], fault: Fault | None
+        self,
+        params: dict[str, str],
+        media: tuple[str, ...],
+        fault: Fault | None,
+        arrived_at: datetime | None = None,
     ) -> dict[str, Any]:
         sid = ("MM" if media else "SM") + uuid.uuid4().hex
         now = datetime.now(UTC)
@@ -555,7 +561,7 @@ class FakeTwilio:
         else:
             statuses = ["queued", "sent", "delivered"] + (["read"] if channel == "whatsapp" else [])
         with self._lock:
-            self._messages.append(SentMessage(sid, params, media, now))
+            self._messages.append(SentMessage(sid, params, media, now, arrived_at))
             self._resources[sid] = resource
             self._stats["accepted"] += 1
         task = asyncio.create_task(self._lifecycle(sid, statuses, code, params))
@@ -684,6 +690,7 @@ class FakeTwilio:
                 {
                     **dataclasses.asdict(m),
                     "received_at": m.received_at.isoformat(),
+                    "arrived_at": m.arrived_at.isoformat() if m.arrived_at else None,
                     "status": self._resources[m.sid]["status"],
                 }
                 for m in self._messages[since:]

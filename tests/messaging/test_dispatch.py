@@ -20,7 +20,7 @@ from campaigns.messaging import reaper
 from campaigns.messaging.dispatch import UNCONFIRMED, DispatchReport, find_accepted, send_batch
 from campaigns.messaging.models import Message, MessageStatus, Purpose, Sender
 from campaigns.messaging.outbound import queue_template, queue_text
-from campaigns.messaging.ratelimit import RateLimiter
+from campaigns.messaging.ratelimit import WHILE_CHATTING, RateLimiter
 from campaigns.messaging.twilio_gateway import SimulatorGateway, SubmitResult, TwilioGateway
 from campaigns.organizations.models import Organization
 from campaigns.outbox import Job, install_publisher
@@ -53,6 +53,7 @@ def _send(
     cipher: AddressCipher,
     ids: list[int],
     limiter: RateLimiter | None = None,
+    rate_while_chatting: float = 0.0,
 ) -> DispatchReport:
     async def run() -> DispatchReport:
         gateway = TwilioGateway(
@@ -68,6 +69,7 @@ def _send(
                 public_url="https://faro.test",
                 message_ids=ids,
                 now=NOW,
+                rate_while_chatting=rate_while_chatting,
             )
         finally:
             await gateway.close()
@@ -380,6 +382,71 @@ def test_a_send_that_may_have_reached_twilio_is_looked_up_before_it_is_sent_agai
     assert len(fake_twilio.messages) == 1
     row = _reload(db, message.id)
     assert row.twilio_sid == fake_twilio.messages[0].sid and row.error_code is None
+
+
+def test_campaigns_yield_to_conversations_and_replies_do_not_wait(
+    db: Session,
+    factory: sessionmaker[Session],
+    fake_twilio: FakeTwilio,
+    cipher: AddressCipher,
+    settings: Settings,
+) -> None:
+    """While someone is talking to the assistant, campaign sends share one slower bucket;
+    replies do not; with nobody talking the campaign goes at its sender's own rate."""
+    client = redis.Redis.from_url(settings.redis_url or "")
+    prefix = f"faro:test-yield-{NOW.timestamp()}"
+    limiter = RateLimiter(client, prefix=prefix)
+    org, sender, _ = _world(db, cipher, channel="sms")
+    sender.rate_per_second = 1000.0
+
+    def batch(tag: str) -> tuple[list[int], int]:
+        campaign = [
+            queue_text(
+                db,
+                contact=make_contact(db, org=org, cipher=cipher, channel="sms"),
+                sender=sender,
+                purpose=Purpose.campaign,
+                body=f"{tag} aviso {i}",
+                publish=False,
+            ).id
+            for i in range(30)
+        ]
+        reply = queue_text(
+            db,
+            contact=make_contact(db, org=org, cipher=cipher, channel="sms"),
+            sender=sender,
+            purpose=Purpose.reply,
+            body=f"{tag} respuesta",
+            publish=False,
+        ).id
+        db.commit()
+        return campaign, reply
+
+    def span(tag: str) -> tuple[float, float]:
+        """Seconds from the batch's first message at Twilio to its last campaign message, and
+        to the reply."""
+        sent = [m for m in fake_twilio.messages if m.params["Body"].startswith(tag)]
+        first = min(m.received_at for m in sent)
+        last = max(m.received_at for m in sent if "aviso" in m.params["Body"])
+        [reply] = [m for m in sent if "respuesta" in m.params["Body"]]
+        return (last - first).total_seconds(), (reply.received_at - first).total_seconds()
+
+    campaign, reply = batch("quiet")
+    _send(factory, fake_twilio, cipher, [*campaign, reply], limiter, rate_while_chatting=20.0)
+    quiet, _ = span("quiet")
+
+    limiter.mark_chatting(30)
+    campaign, reply = batch("chat")
+    report = _send(
+        factory, fake_twilio, cipher, [*campaign, reply], limiter, rate_while_chatting=20.0
+    )
+    busy, reply_after = span("chat")
+    client.delete(f"{prefix}:chatting", f"{prefix}:{WHILE_CHATTING}")
+
+    assert report.accepted == 31  # slower, not dropped
+    # 30 campaign messages at 20/s (a burst of 2 at once): the last about 1.4 s after the first.
+    assert busy > 1.2 and quiet < 0.6
+    assert reply_after < 0.5  # the reply did not wait in the campaigns' bucket
 
 
 def test_rate_limiter_spreads_reservations_across_callers(settings: Settings) -> None:
