@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlencode
 
 import httpx
 import phonenumbers
@@ -574,16 +575,17 @@ class FakeTwilioProcess:
 
     def messages_since(self, cursor: int) -> list[RemoteMessage]:
         """Accepted messages from offset ``cursor`` on, in the order the fake accepted them."""
-        return [
-            RemoteMessage(
-                sid=m["sid"],
-                to=m["params"].get("To", ""),
-                has_callback="StatusCallback" in m["params"],
-                received_at=dt.datetime.fromisoformat(m["received_at"]).timestamp(),
-                arrived_at=dt.datetime.fromisoformat(m["arrived_at"]).timestamp(),
-            )
-            for m in self.control("GET", f"messages?since={cursor}")
-        ]
+        return [RemoteMessage.parse(m) for m in self.control("GET", f"messages?since={cursor}")]
+
+    def wait_for_messages(
+        self, cursor: int, *, to_prefix: str, timeout: float
+    ) -> tuple[int, list[RemoteMessage]]:
+        """The next accepted messages to ``to_prefix…`` from offset ``cursor`` on, waiting up
+        to ``timeout`` s for one (a long poll: the fake answers when one is there); and the
+        offset to go on from."""
+        query = urlencode({"since": cursor, "to_prefix": to_prefix, "timeout": timeout})
+        answer = self.control("GET", f"wait?{query}")
+        return answer["next"], [RemoteMessage.parse(m) for m in answer["messages"]]
 
 
 @dataclass(frozen=True)
@@ -597,6 +599,16 @@ class RemoteMessage:
     has_callback: bool
     received_at: float
     arrived_at: float
+
+    @classmethod
+    def parse(cls, listed: dict[str, Any]) -> RemoteMessage:
+        return cls(
+            sid=listed["sid"],
+            to=listed["params"].get("To", ""),
+            has_callback="StatusCallback" in listed["params"],
+            received_at=dt.datetime.fromisoformat(listed["received_at"]).timestamp(),
+            arrived_at=dt.datetime.fromisoformat(listed["arrived_at"]).timestamp(),
+        )
 
 
 @contextmanager

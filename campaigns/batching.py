@@ -3,8 +3,12 @@
 Twilio's status callbacks arrive by the hundred per second, and each one alone would pay for a
 session, a pool checkout, a commit (an fsync) and a thread hand-off.  A ``GroupCommit`` queues the
 requests of one process and hands them to ``work`` in batches, one batch at a time, on a worker
-thread.  There is no timer: while a batch is in the database the next one gathers, so under light
-load a batch is one request (no added latency) and under heavy load batches grow by themselves.
+thread.  While a batch is in the database the next one gathers, so under heavy load batches grow
+by themselves.  Under light load a batch would be one request, each paying the whole cost alone
+(5.4 ms of the API's CPU per status callback, against 0.8 ms in batches): where nobody waits for
+the answer, ``linger`` lets the oldest request wait up to that long for company.  Status
+callbacks linger (Twilio waits 15 s for an answer, and no person waits at all); an inbound
+message does not (someone waits for the reply).
 
 ``work`` receives the items and returns one outcome per item, in order: a value, or an exception
 that belongs to that item alone (a malformed form, an unknown sender).  If ``work`` itself
@@ -40,26 +44,34 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = 200,
         alone_on: tuple[type[BaseException], ...] = (),
+        linger: float = 0.0,
     ) -> None:
         self.work = work
         self.max_batch = max_batch
         self.alone_on = alone_on
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self.linger = linger
+        # (item, its caller's future, the loop time it arrived)
+        self._pending: list[tuple[T, asyncio.Future[R], float]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
 
     async def submit(self, item: T) -> R:
         """Queue one item; returns its result once its batch committed, or raises its error."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, future, loop.time()))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
-            batch = self._pending[: self.max_batch]
+            wait = self._pending[0][2] + self.linger - loop.time()
+            if wait > 0 and len(self._pending) < self.max_batch:
+                await asyncio.sleep(wait)
+            batch = [(item, future) for item, future, _ in self._pending[: self.max_batch]]
             del self._pending[: self.max_batch]
             items = [item for item, _ in batch]
             try:

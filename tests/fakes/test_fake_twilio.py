@@ -461,6 +461,19 @@ def test_runs_as_a_separate_process() -> None:
             [newer] = httpx.get(f"{url}/_fake/messages", params={"since": 1}).json()
             assert newer["sid"] == later.sid
             assert httpx.get(f"{url}/_fake/messages", params={"since": 2}).json() == []
+            # ?wait is a long poll: matching messages from an offset, and where to go on from.
+            waited = httpx.get(
+                f"{url}/_fake/wait", params={"since": 0, "to_prefix": TO[:4], "timeout": 5}
+            ).json()
+            assert waited["next"] == 2
+            assert [m["sid"] for m in waited["messages"]] == [message.sid, later.sid]
+            other = {"since": 0, "to_prefix": "whatsapp:", "timeout": 0.3}
+            began = time.monotonic()
+            assert httpx.get(f"{url}/_fake/wait", params=other).json() == {
+                "next": 2,
+                "messages": [],
+            }
+            assert time.monotonic() - began >= 0.3  # it waited for one before answering none
             bad = httpx.get(f"{url}/_fake/messages", params={"since": "x"})
             assert bad.status_code == 400 and "since" in bad.json()["error"]
             # ``lifecycles`` counts messages whose statuses are still to come: at 0, all final.

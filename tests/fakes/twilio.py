@@ -28,7 +28,8 @@ As a separate process (prints ``fake twilio listening on http://HOST:PORT`` once
 and then controlled over HTTP (no auth, no latency): ``POST /_fake/config`` with
 ``{"latency": 0.15, "seed": 1, "callbacks": {"delay": 0.1, "shuffle": true}}``,
 ``POST /_fake/faults`` with one `Fault` object or a list of them (``{"kind": "reject",
-"code": 21211, "times": 2}``), ``GET /_fake/messages[?since=N]``, ``GET /_fake/callbacks``,
+"code": 21211, "times": 2}``), ``GET /_fake/messages[?since=N]``, ``GET /_fake/wait?since=N&
+to_prefix=P&timeout=S`` (a long poll for the next matching messages), ``GET /_fake/callbacks``,
 ``GET /_fake/stats`` and ``POST /_fake/reset``.
 
 Faults apply to create calls, first matching rule first (see `Fault`).  The lifecycle of an
@@ -367,6 +368,7 @@ class FakeTwilio:
         app.router.add_post("/_fake/faults", self._http_faults)
         app.router.add_post("/_fake/reset", self._http_reset)
         app.router.add_get("/_fake/messages", self._http_messages)
+        app.router.add_get("/_fake/wait", self._http_wait)
         app.router.add_get("/_fake/callbacks", self._http_callbacks)
         app.router.add_get("/_fake/stats", self._http_stats)
         # Cancel a handler whose client hung up, so a "timeout" fault does not outlive stop().
@@ -687,15 +689,35 @@ class FakeTwilio:
             return web.json_response({"error": "since must be 0 or more"}, status=400)
         with self._lock:
             listing = [
-                {
-                    **dataclasses.asdict(m),
-                    "received_at": m.received_at.isoformat(),
-                    "arrived_at": m.arrived_at.isoformat() if m.arrived_at else None,
-                    "status": self._resources[m.sid]["status"],
-                }
+                _listed(m) | {"status": self._resources[m.sid]["status"]}
                 for m in self._messages[since:]
             ]
         return web.json_response(listing)
+
+    async def _http_wait(self, request: web.Request) -> web.StreamResponse:
+        """``?since=N&to_prefix=P&timeout=S``: the accepted messages from offset ``N`` on whose
+        ``To`` starts with ``P``, as soon as there is one (or after ``S`` seconds, at most 30),
+        with ``next``, the offset to ask from next time.  A benchmark waiting for one reply
+        asks once instead of polling."""
+        try:
+            since = int(request.query.get("since", "0"))
+            timeout = min(30.0, float(request.query.get("timeout", "10")))
+        except ValueError:
+            return web.json_response({"error": "since and timeout must be numbers"}, status=400)
+        prefix = request.query.get("to_prefix", "")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            with self._lock:
+                end = len(self._messages)
+                found = [
+                    _listed(m)
+                    for m in self._messages[since:end]
+                    if m.params.get("To", "").startswith(prefix)
+                ]
+            since = max(since, end)
+            if found or asyncio.get_running_loop().time() >= deadline:
+                return web.json_response({"next": since, "messages": found})
+            await asyncio.sleep(0.005)
 
     async def _http_callbacks(self, request: web.Request) -> web.StreamResponse:
         listing = [
@@ -706,6 +728,15 @@ class FakeTwilio:
     async def _http_stats(self, request: web.Request) -> web.StreamResponse:
         # ``lifecycles``: accepted messages whose statuses (and callbacks) are still to come.
         return web.json_response(self.stats() | {"lifecycles": len(self._tasks)})
+
+
+def _listed(message: SentMessage) -> dict[str, Any]:
+    """A message as the control API lists it (times in ISO 8601)."""
+    arrived = message.arrived_at
+    return dataclasses.asdict(message) | {
+        "received_at": message.received_at.isoformat(),
+        "arrived_at": arrived.isoformat() if arrived else None,
+    }
 
 
 def twilio_client_for(

@@ -47,6 +47,36 @@ def test_concurrent_items_share_batches_and_each_gets_its_own_outcome() -> None:
     assert len(seen) < 120 and max(len(b) for b in seen) <= 50
 
 
+@pytest.mark.parametrize("linger", [0.0, 0.1])
+def test_linger_gathers_a_trickle_into_batches_and_bounds_the_wait(linger: float) -> None:
+    """Status callbacks arriving one by one: without linger each is a transaction of its own;
+    with it they share a few, and none waits much longer than the linger."""
+    seen: list[int] = []
+
+    def work(items: Sequence[int]) -> list[int | BaseException]:
+        seen.append(len(items))
+        return list(items)
+
+    async def main() -> list[float]:
+        batcher: GroupCommit[int, int] = GroupCommit(work, linger=linger)
+        loop = asyncio.get_running_loop()
+
+        async def one(i: int) -> float:
+            await asyncio.sleep(i * 0.01)  # a trickle: one every 10 ms
+            began = loop.time()
+            assert await batcher.submit(i) == i
+            return loop.time() - began
+
+        return await asyncio.gather(*(one(i) for i in range(30)))
+
+    waits = asyncio.run(main())
+    assert sum(seen) == 30
+    if linger:
+        assert len(seen) <= 6 and max(waits) < linger + 0.08
+    else:
+        assert len(seen) >= 25 and max(waits) < 0.05
+
+
 def test_a_failed_batch_fails_every_caller_of_that_batch_only() -> None:
     calls = 0
 
