@@ -91,6 +91,41 @@ def record_status(
     return record_statuses(session, [report], now=now)[0]
 
 
+# The statements, built once: building them (and their cache keys) for every batch cost more
+# CPU than running them when batches are small.
+_MESSAGE = cast(Table, Message.__table__)
+_KNOWN = select(
+    _MESSAGE.c.twilio_sid, _MESSAGE.c.id, _MESSAGE.c.organization_id, _MESSAGE.c.contact_id
+).where(_MESSAGE.c.twilio_sid.in_(bindparam("sids", expanding=True)))
+_RANK = bindparam("rank", type_=Integer)
+_FORWARD = {  # to the reported status only if it is further along than where the row stands
+    "status": case(
+        (_MESSAGE.c.status_rank < _RANK, bindparam("status", type_=_MESSAGE.c.status.type)),
+        else_=_MESSAGE.c.status,
+    ),
+    "status_rank": case((_MESSAGE.c.status_rank < _RANK, _RANK), else_=_MESSAGE.c.status_rank),
+    "updated_at": bindparam("now", type_=_MESSAGE.c.updated_at.type),
+    "error_code": case(
+        (
+            _MESSAGE.c.status_rank < _RANK,
+            func.coalesce(bindparam("code", type_=Integer), _MESSAGE.c.error_code),
+        ),
+        else_=_MESSAGE.c.error_code,
+    ),
+}
+_ADVANCE = update(_MESSAGE).where(_MESSAGE.c.id == bindparam("mid")).values(**_FORWARD)
+_ADOPT = (  # the crash window: the row gets Twilio's SID with its status
+    update(_MESSAGE)
+    .where(
+        _MESSAGE.c.id == bindparam("mid"),
+        or_(_MESSAGE.c.twilio_sid.is_(None), _MESSAGE.c.twilio_sid == bindparam("sid")),
+    )
+    .values(twilio_sid=bindparam("sid"), **_FORWARD)
+    .returning(_MESSAGE.c.id, _MESSAGE.c.organization_id, _MESSAGE.c.contact_id)
+)
+_EVENTS = insert(cast(Table, MessageStatusEvent.__table__))
+
+
 def record_statuses(
     session: Session, reports: Sequence[StatusReport], *, now: dt.datetime | None = None
 ) -> list[StatusResult]:
@@ -105,13 +140,10 @@ def record_statuses(
     if not reports:
         return []
     sids = sorted({r.sid for r in reports})
+    conn = session.connection()
     known: dict[str, tuple[int, int, int | None]] = {
         sid: (mid, org, contact)
-        for sid, mid, org, contact in session.execute(
-            select(
-                Message.twilio_sid, Message.id, Message.organization_id, Message.contact_id
-            ).where(Message.twilio_sid.in_(sids))
-        )
+        for sid, mid, org, contact in conn.execute(_KNOWN, {"sids": sids})
         if sid is not None
     }
     # The crash window: Twilio accepted a message and the worker died before saving its SID.
@@ -128,53 +160,26 @@ def record_statuses(
         if current is None or report.status.rank > current.status.rank:
             best[message_id] = report
 
-    table = cast(Table, Message.__table__)
-    rank = bindparam("rank", type_=Integer)
-    forward = {
-        "status": case(
-            (table.c.status_rank < rank, bindparam("status", type_=table.c.status.type)),
-            else_=table.c.status,
-        ),
-        "status_rank": case((table.c.status_rank < rank, rank), else_=table.c.status_rank),
-        "updated_at": now,
-        "error_code": case(
-            (
-                table.c.status_rank < rank,
-                func.coalesce(bindparam("code", type_=Integer), table.c.error_code),
-            ),
-            else_=table.c.error_code,
-        ),
-    }
-    advance = update(table).where(table.c.id == bindparam("mid")).values(**forward)
-    adopt = (
-        update(table)
-        .where(
-            table.c.id == bindparam("mid"),
-            or_(table.c.twilio_sid.is_(None), table.c.twilio_sid == bindparam("sid")),
-        )
-        .values(twilio_sid=bindparam("sid"), **forward)
-        .returning(table.c.id, table.c.organization_id, table.c.contact_id)
-    )
     pending: list[dict[str, object]] = []
-    conn = session.connection()
     for message_id, report in sorted(best.items()):
         params = {
             "mid": message_id,
             "rank": report.status.rank,
             "status": report.status,
             "code": report.error_code,
+            "now": now,
         }
         if report.sid in known:
             pending.append(params)
             continue
         if pending:  # keep ascending order: the adopted row comes after the smaller ids
-            conn.execute(advance, pending)
+            conn.execute(_ADVANCE, pending)
             pending = []
-        adopted = conn.execute(adopt, params | {"sid": report.sid}).first()
+        adopted = conn.execute(_ADOPT, params | {"sid": report.sid}).first()
         if adopted is not None:
             known[report.sid] = (adopted[0], adopted[1], adopted[2])
     if pending:
-        conn.execute(advance, pending)
+        conn.execute(_ADVANCE, pending)
 
     events: list[dict[str, object]] = []
     unsubscribed: set[int] = set()
@@ -198,7 +203,7 @@ def record_statuses(
             unsubscribed.add(contact_id)
         results.append(StatusResult(known=True))
     if events:
-        session.execute(insert(MessageStatusEvent), events)
+        conn.execute(_EVENTS, events)
     for contact_id in sorted(unsubscribed):
         contact = session.get(Contact, contact_id)
         if contact is not None:
