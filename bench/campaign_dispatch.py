@@ -53,6 +53,7 @@ from bench.common import (
 )
 from bench.dispatch_assistant import assistant_phase
 from bench.dispatch_world import (
+    FAKE_TWILIO_NICE,
     BenchStack,
     CpuMeter,
     approved_campaign,
@@ -205,6 +206,13 @@ def main() -> None:
         help="FARO_CAMPAIGN_RATE_WHILE_CHATTING for the workers (default: Faro's own, "
         f"{Settings().campaign_rate_while_chatting:g}/s; 0: campaigns never yield)",
     )
+    parser.add_argument(
+        "--fake-nice",
+        type=int,
+        default=FAKE_TWILIO_NICE,
+        help="the fake Twilio's CPU priority (negative: before Faro's processes, as if it ran "
+        "elsewhere; its CPU is then taken from Faro's share)",
+    )
     parser.add_argument("--skip", default="", help="comma-separated: dispatch, assistant")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -225,7 +233,9 @@ def main() -> None:
     os.environ["FARO_RASA_URL"] = assistant.rasa_url
     with (
         private_redis(workdir) as broker_server,
-        bench_stack(workdir / "logs", redis_url=broker_server.url, port=api_port) as stack,
+        bench_stack(
+            workdir / "logs", redis_url=broker_server.url, port=api_port, fake_nice=args.fake_nice
+        ) as stack,
         autoanalyze(stack.database_url),
     ):
         settings = Settings(

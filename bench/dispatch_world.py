@@ -111,7 +111,9 @@ class BenchStack(Stack):
 
 
 @contextmanager
-def bench_stack(logs: Path, *, redis_url: str, port: int) -> Iterator[BenchStack]:
+def bench_stack(
+    logs: Path, *, redis_url: str, port: int, fake_nice: int = FAKE_TWILIO_NICE
+) -> Iterator[BenchStack]:
     """The API up, no worker yet; status callbacks on, but only each message's final one."""
     logs.mkdir(parents=True, exist_ok=True)
     with running_fake_twilio(
@@ -124,8 +126,7 @@ def bench_stack(logs: Path, *, redis_url: str, port: int) -> Iterator[BenchStack
         # On a shared 2-core box the fake would queue behind Faro's processes for CPU; a higher
         # priority keeps its answer times its own (needs root; noted in the results if not).
         try:
-            psutil.Process(fake.process.pid).nice(FAKE_TWILIO_NICE)
-            fake_nice = FAKE_TWILIO_NICE
+            psutil.Process(fake.process.pid).nice(fake_nice)
         except psutil.AccessDenied:
             fake_nice = 0
         stack = BenchStack(

@@ -467,7 +467,7 @@ def test_runs_as_a_separate_process() -> None:
             ).json()
             assert waited["next"] == 2
             assert [m["sid"] for m in waited["messages"]] == [message.sid, later.sid]
-            other = {"since": 0, "to_prefix": "whatsapp:", "timeout": 0.3}
+            other: dict[str, str | float] = {"since": 0, "to_prefix": "whatsapp:", "timeout": 0.3}
             began = time.monotonic()
             assert httpx.get(f"{url}/_fake/wait", params=other).json() == {
                 "next": 2,

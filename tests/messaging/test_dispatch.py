@@ -89,6 +89,29 @@ def _world(
     return org, sender, contact
 
 
+def _texts_to_new_people(
+    db: Session,
+    cipher: AddressCipher,
+    *,
+    org: Organization,
+    sender: Sender,
+    purpose: Purpose,
+    bodies: Sequence[str],
+) -> list[int]:
+    """One queued SMS to each of ``len(bodies)`` new contacts; their ids."""
+    return [
+        queue_text(
+            db,
+            contact=make_contact(db, org=org, cipher=cipher, channel="sms"),
+            sender=sender,
+            purpose=purpose,
+            body=body,
+            publish=False,
+        ).id
+        for body in bodies
+    ]
+
+
 def _reload(db: Session, message_id: int) -> Message:
     db.expire_all()
     message = db.get(Message, message_id)
@@ -257,17 +280,14 @@ def test_a_redis_outage_at_the_rate_limiter_sends_nothing_and_loses_nothing(
     """Before, the first failed reservation aborted the batch while the other sends went on in
     the background, unrecorded: the reaper then sent them a second time."""
     org, sender, _ = _world(db, cipher, channel="sms")
-    ids = [
-        queue_text(
-            db,
-            contact=make_contact(db, org=org, cipher=cipher, channel="sms"),
-            sender=sender,
-            purpose=Purpose.reply,
-            body=f"m{i}",
-            publish=False,
-        ).id
-        for i in range(40)
-    ]
+    ids = _texts_to_new_people(
+        db,
+        cipher,
+        org=org,
+        sender=sender,
+        purpose=Purpose.reply,
+        bodies=[f"m{i}" for i in range(40)],
+    )
     db.commit()
     with socket.socket() as closed:  # a port nothing listens on: Redis is down
         closed.bind(("127.0.0.1", 0))
@@ -400,25 +420,17 @@ def test_campaigns_yield_to_conversations_and_replies_do_not_wait(
     sender.rate_per_second = 1000.0
 
     def batch(tag: str) -> tuple[list[int], int]:
-        campaign = [
-            queue_text(
-                db,
-                contact=make_contact(db, org=org, cipher=cipher, channel="sms"),
-                sender=sender,
-                purpose=Purpose.campaign,
-                body=f"{tag} aviso {i}",
-                publish=False,
-            ).id
-            for i in range(30)
-        ]
-        reply = queue_text(
+        campaign = _texts_to_new_people(
             db,
-            contact=make_contact(db, org=org, cipher=cipher, channel="sms"),
+            cipher,
+            org=org,
             sender=sender,
-            purpose=Purpose.reply,
-            body=f"{tag} respuesta",
-            publish=False,
-        ).id
+            purpose=Purpose.campaign,
+            bodies=[f"{tag} aviso {i}" for i in range(30)],
+        )
+        [reply] = _texts_to_new_people(
+            db, cipher, org=org, sender=sender, purpose=Purpose.reply, bodies=[f"{tag} respuesta"]
+        )
         db.commit()
         return campaign, reply
 
