@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # Campaign messages/s, for the whole deployment, while the assistant is answering someone
     # (a question in the last CHATTING_SECONDS): campaigns yield the machines to conversations.
     # 0: campaigns never yield (each sender's own rate still applies).
-    campaign_rate_while_chatting: float = Field(default=100.0, ge=0, le=100_000)
+    campaign_rate_while_chatting: float = Field(default=50.0, ge=0, le=100_000)
     # Message bodies and conversation text older than this are purged (campaigns/retention.py).
     retention_days: int = Field(default=90, ge=1, le=3650)
     # Rasa's SQL tracker store, so retention and erasure reach its events too (optional).
