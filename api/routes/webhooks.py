@@ -173,7 +173,7 @@ async def status_callback(request: Request) -> Response:
 # Consent keywords stored one at a time at most this many at once (the engine's pool is 10).
 INBOUND_THREADS = 4
 # How long a status callback may wait for others to share its transaction (campaigns/batching.py):
-# at 100 callbacks/s a batch of about five instead of one, a fifth of the API's CPU each.
+# at 100 callbacks/s a batch of about five instead of one: about half the API CPU each.
 STATUS_LINGER = 0.05
 
 
