@@ -555,7 +555,7 @@ class FakeTwilioProcess:
 
     base_url: str
     process: subprocess.Popen[bytes]
-    # One kept-alive connection: the reply benchmark polls the fake every 10 ms.
+    # One kept-alive connection: the reply benchmark calls the fake once or twice per question.
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=120.0))
 
     def control(self, method: str, path: str, body: object = None) -> Any:
@@ -596,7 +596,6 @@ class RemoteMessage:
 
     sid: str
     to: str
-    has_callback: bool
     received_at: float
     arrived_at: float
 
@@ -605,7 +604,6 @@ class RemoteMessage:
         return cls(
             sid=listed["sid"],
             to=listed["params"].get("To", ""),
-            has_callback="StatusCallback" in listed["params"],
             received_at=dt.datetime.fromisoformat(listed["received_at"]).timestamp(),
             arrived_at=dt.datetime.fromisoformat(listed["arrived_at"]).timestamp(),
         )

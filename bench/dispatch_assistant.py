@@ -195,7 +195,7 @@ def assistant_phase(
 
         # Beat in a process of its own, as in production: a tick is seconds of Python (planning
         # 50,000 deliveries, publishing 20,000 ids), and in this process it would hold the GIL
-        # the Asker's polling needs.
+        # the Asker needs to time its questions.
         context = multiprocessing.get_context("spawn")
         ticks_out: Any = context.Queue()
         stop_beat = context.Event()

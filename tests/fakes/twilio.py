@@ -681,12 +681,9 @@ class FakeTwilio:
     async def _http_messages(self, request: web.Request) -> web.StreamResponse:
         """Every accepted message in order, or from ``?since=N`` on (an offset into that order:
         a poller asks for what it has not seen yet)."""
-        try:
-            since = int(request.query.get("since", "0"))
-        except ValueError:
-            return web.json_response({"error": "since must be an integer offset"}, status=400)
-        if since < 0:
-            return web.json_response({"error": "since must be 0 or more"}, status=400)
+        since = _offset(request)
+        if isinstance(since, web.Response):
+            return since
         with self._lock:
             listing = [
                 _listed(m) | {"status": self._resources[m.sid]["status"]}
@@ -699,11 +696,13 @@ class FakeTwilio:
         ``To`` starts with ``P``, as soon as there is one (or after ``S`` seconds, at most 30),
         with ``next``, the offset to ask from next time.  A benchmark waiting for one reply
         asks once instead of polling."""
+        since = _offset(request)
+        if isinstance(since, web.Response):
+            return since
         try:
-            since = int(request.query.get("since", "0"))
             timeout = min(30.0, float(request.query.get("timeout", "10")))
         except ValueError:
-            return web.json_response({"error": "since and timeout must be numbers"}, status=400)
+            return web.json_response({"error": "timeout must be a number"}, status=400)
         prefix = request.query.get("to_prefix", "")
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -728,6 +727,17 @@ class FakeTwilio:
     async def _http_stats(self, request: web.Request) -> web.StreamResponse:
         # ``lifecycles``: accepted messages whose statuses (and callbacks) are still to come.
         return web.json_response(self.stats() | {"lifecycles": len(self._tasks)})
+
+
+def _offset(request: web.Request) -> int | web.Response:
+    """``?since=N``, an offset into the accepted messages; or the 400 that names the problem."""
+    try:
+        since = int(request.query.get("since", "0"))
+    except ValueError:
+        return web.json_response({"error": "since must be an integer offset"}, status=400)
+    if since < 0:
+        return web.json_response({"error": "since must be 0 or more"}, status=400)
+    return since
 
 
 def _listed(message: SentMessage) -> dict[str, Any]:
