@@ -12,7 +12,9 @@
    ``campaigns.outreach.sendcheck`` (one query per batch): a paused campaign's message is
    refused and its delivery waits for resume, a stale one (campaign edited, cancelled) is
    refused for good, and one whose community is in quiet hours goes back to ``pending`` and is
-   re-published for the end of the window — deferred, never dropped.
+   re-published for the end of the window — deferred, never dropped.  A campaign message that
+   waited over ``RECHECK_AFTER`` seconds for its rate limit asks again just before it goes, so
+   a pause stops what a worker already claimed within seconds.
 3. **Submit** concurrently (asyncio), each after taking a token from its sender's rate limit
    (shared by every worker through Redis).  A message whose previous attempt timed out or lost
    its connection after the request was written (``UNCONFIRMED``) is first looked up at Twilio
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -66,6 +69,10 @@ MAX_ATTEMPTS = 8
 # queues at Twilio: with 256 a reply waited behind ~2,000 campaign calls (1.1 s p50), and
 # Twilio refuses an account's excess concurrent requests (error 20429).  docs/benchmarks.md.
 CONCURRENCY = 32
+# A campaign message that waited this long for a rate-limit token asks again whether its
+# campaign may still send before it goes (one query for the batch): a pause or a cancel stops
+# even the messages a worker already claimed within about this long.
+RECHECK_AFTER = 2.0
 # Faro's own codes for messages it refused to send (Twilio's codes are 5 digits).
 REFUSED_ERASED = 1
 REFUSED_NO_CONSENT = 2
@@ -198,14 +205,18 @@ async def send_batch(
     message_ids: Sequence[int],
     now: dt.datetime | None = None,
     rate_while_chatting: float = 0.0,
+    recheck_after: float = RECHECK_AFTER,
 ) -> DispatchReport:
     """Claim ``message_ids`` (the pending ones), send them, record every outcome.
 
     ``rate_while_chatting``: while the assistant is answering someone, campaign messages also
     share one deployment-wide bucket at this rate (see `campaigns.messaging.ratelimit`); 0 never.
+    ``recheck_after``: seconds after which a campaign message that waited for its rate limit
+    asks again whether its campaign is paused, cancelled or in quiet hours.
     """
     report = DispatchReport()
     now = now or utcnow()
+    started = time.monotonic()
     with factory() as session, session.begin():
         claimed = _claim(session, message_ids, now)
     report.claimed = len(claimed)
@@ -231,6 +242,7 @@ async def send_batch(
 
     semaphore = asyncio.Semaphore(CONCURRENCY)
     await _adopt_unconfirmed(factory, gateway, items, semaphore)
+    recheck = _Recheck(factory, items, checked=started, after=recheck_after)
     yielding = limiter is not None and await _yielding(limiter, items, rate_while_chatting)
 
     def simulated(item: _Item) -> bool:
@@ -258,6 +270,10 @@ async def send_batch(
                     log.warning("messages.rate_limiter_failed", error_type=type(exc).__name__)
                     item.result = SubmitResult(ok=False, temporary=True)
                     return
+                if item.message.purpose == Purpose.campaign and recheck.holds(
+                    item, now + dt.timedelta(seconds=time.monotonic() - started)
+                ):
+                    return  # paused, stale or quiet since the batch began: recorded as such
             try:
                 item.result = await gateway.submit(item.request)
             except Exception as exc:  # the gateway classifies what it knows; this it did not
@@ -303,6 +319,43 @@ async def send_batch(
         refused=report.refused,
     )
     return report
+
+
+class _Recheck:
+    """The campaign checks of a batch, asked again once they are ``after`` seconds old.
+
+    Runs on the batch's event loop (one short query, at most once per ``after`` seconds), so a
+    pause reaches the messages still waiting for their tokens.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        items: Sequence[_Item],
+        *,
+        checked: float,
+        after: float,
+    ) -> None:
+        self.factory, self.items, self.checked, self.after = factory, items, checked, after
+        self.current: dict[int, Hold] = {}
+
+    def holds(self, item: _Item, now: dt.datetime) -> bool:
+        """Whether ``item`` may no longer go (and marks it refused or deferred if so)."""
+        if time.monotonic() - self.checked >= self.after:
+            waiting = [
+                i.message.id
+                for i in self.items
+                if i.request is not None
+                and i.result is None
+                and i.message.purpose == Purpose.campaign
+            ]
+            try:
+                with self.factory() as session:
+                    self.current = campaign_holds(session, waiting, now=now)
+            except Exception as exc:  # the database is away: go by the batch's first answer
+                log.warning("messages.recheck_failed", error_type=type(exc).__name__)
+            self.checked = time.monotonic()
+        return _hold(item, self.current.get(item.message.id))
 
 
 async def _yielding(limiter: RateLimiter, items: Sequence[_Item], rate: float) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 
+import redis
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,7 +14,8 @@ from campaigns.contacts.models import ConsentState, Contact, ContactCommunity
 from campaigns.crypto import AddressCipher
 from campaigns.messaging.dispatch import REFUSED_PAUSED, REFUSED_STALE, send_batch
 from campaigns.messaging.models import Message, MessageStatus, Purpose
-from campaigns.messaging.twilio_gateway import SimulatorGateway
+from campaigns.messaging.ratelimit import RateLimiter
+from campaigns.messaging.twilio_gateway import SimulatorGateway, TwilioGateway
 from campaigns.organizations.models import Organization
 from campaigns.outreach import lifecycle, runs
 from campaigns.outreach.dispatch import dispatch_run, sync_deliveries
@@ -26,8 +29,17 @@ from campaigns.outreach.models import (
 )
 from campaigns.outreach.planner import plan_run
 from campaigns.outreach.validation import ContentInput
+from campaigns.settings import Settings
 from tests.campaigns_engine.factories import SID, approved, make_campaign, make_place
-from tests.factories import make_contact, make_organization, make_sender, make_user
+from tests.factories import (
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    make_contact,
+    make_organization,
+    make_sender,
+    make_user,
+)
+from tests.fakes.twilio import FakeTwilio
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 # 2026-12-01 09:00 in Mexico City is 15:00 UTC.
@@ -237,14 +249,19 @@ def _send(connection: Connection, cipher: AddressCipher, ids: list[int], now: dt
 
 
 def _queued(
-    db: Session, cipher: AddressCipher, *, quiet: tuple[dt.time, dt.time] | None = None
+    db: Session,
+    cipher: AddressCipher,
+    *,
+    quiet: tuple[dt.time, dt.time] | None = None,
+    contacts: int = 3,
+    rate: float = 50.0,
 ) -> tuple[Organization, Campaign, int, list[int]]:
     org = make_organization(db)
     author = make_user(db, org=org)
     place = make_place(db, org=org, name="Norte", timezone="America/Mexico_City", quiet=quiet)
-    for _ in range(3):
+    for _ in range(contacts):
         make_contact(db, org=org, cipher=cipher, communities=[place], channel="sms")
-    make_sender(db, org=org, channel="sms", address="+15005550006")
+    make_sender(db, org=org, channel="sms", address="+15005550006", rate=rate)
     campaign = make_campaign(db, org=org, author=author, communities=[place], contents=CONTENTS)
     _launch(db, org, campaign)
     run = runs.list_runs(db, campaign.id)[0]
@@ -288,6 +305,61 @@ def test_pause_stops_queued_messages_and_resume_sends_them(
     assert {d.status for d in _deliveries(db, campaign.id)} == {DeliveryStatus.sent}
     run = db.get(CampaignRun, run_id, populate_existing=True)
     assert run is not None and run.status == RunStatus.done
+
+
+def test_a_pause_stops_claimed_messages_still_waiting_for_their_rate_limit(
+    db: Session,
+    connection: Connection,
+    cipher: AddressCipher,
+    fake_twilio: FakeTwilio,
+    settings: Settings,
+) -> None:
+    """A worker claimed all 20 messages of a campaign whose sender goes at 5/s (about 4 s for
+    the batch); the manager pauses it a second in.  What had not left waits for resume."""
+    _, campaign, _, ids = _queued(db, cipher, contacts=20, rate=5.0)
+    factory = _factory(connection)
+    limiter = RateLimiter(
+        redis.Redis.from_url(settings.redis_url or ""), prefix=f"faro:test-{uuid.uuid4().hex}"
+    )
+
+    async def run() -> None:
+        gateway = TwilioGateway(
+            account_sid=TWILIO_SID,
+            auth_token=TWILIO_TOKEN,
+            api_url=fake_twilio.base_url,
+            timeout=2.0,
+        )
+
+        async def pause_soon() -> None:
+            await asyncio.sleep(1.0)
+            with factory() as session, session.begin():
+                lifecycle.pause_campaign(session, campaign.id, now=RUN_AT)
+
+        pausing = asyncio.create_task(pause_soon())
+        try:
+            await send_batch(
+                factory=factory,
+                gateway=gateway,
+                simulator=SimulatorGateway(),
+                limiter=limiter,
+                cipher=cipher,
+                public_url="https://faro.test",
+                message_ids=ids,
+                now=RUN_AT,
+                recheck_after=0.3,
+            )
+        finally:
+            await pausing
+            await gateway.close()
+
+    asyncio.run(run())
+    statuses = _statuses(db, ids)
+    sent = [s for s in statuses if s[1] is None]
+    paused = [s for s in statuses if s[1] == REFUSED_PAUSED]
+    # About 1.3 s at 5/s (a burst of 2 first) went out before the pause was seen: 7 to 9.
+    assert 3 <= len(sent) <= 12, statuses
+    assert len(sent) + len(paused) == 20, statuses
+    assert len(fake_twilio.messages) == len(sent)
 
 
 def test_stale_version_is_never_sent(
