@@ -356,8 +356,9 @@ def test_a_pause_stops_claimed_messages_still_waiting_for_their_rate_limit(
     statuses = _statuses(db, ids)
     sent = [s for s in statuses if s[1] is None]
     paused = [s for s in statuses if s[1] == REFUSED_PAUSED]
-    # About 1.3 s at 5/s (a burst of 2 first) went out before the pause was seen: 7 to 9.
-    assert 3 <= len(sent) <= 12, statuses
+    # About 1.3 s at 5/s (a burst of 2 first) went out before the pause was seen: 7 to 9 (on
+    # a loaded machine fewer may have left; never all of them).
+    assert 1 <= len(sent) <= 12, statuses
     assert len(sent) + len(paused) == 20, statuses
     assert len(fake_twilio.messages) == len(sent)
 
