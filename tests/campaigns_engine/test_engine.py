@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.contacts.models import ConsentState, Contact, ContactCommunity
 from campaigns.crypto import AddressCipher
-from campaigns.messaging.dispatch import REFUSED_PAUSED, REFUSED_STALE, send_batch
+from campaigns.messaging.dispatch import REFUSED_PAUSED, REFUSED_STALE
 from campaigns.messaging.models import Message, MessageStatus, Purpose
 from campaigns.messaging.ratelimit import RateLimiter
-from campaigns.messaging.twilio_gateway import SimulatorGateway, TwilioGateway
 from campaigns.organizations.models import Organization
 from campaigns.outreach import lifecycle, runs
 from campaigns.outreach.dispatch import dispatch_run, sync_deliveries
@@ -32,14 +31,13 @@ from campaigns.outreach.validation import ContentInput
 from campaigns.settings import Settings
 from tests.campaigns_engine.factories import SID, approved, make_campaign, make_place
 from tests.factories import (
-    TWILIO_SID,
-    TWILIO_TOKEN,
     make_contact,
     make_organization,
     make_sender,
     make_user,
 )
 from tests.fakes.twilio import FakeTwilio
+from tests.sending import send_now
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 # 2026-12-01 09:00 in Mexico City is 15:00 UTC.
@@ -234,18 +232,7 @@ def _factory(connection: Connection) -> sessionmaker[Session]:
 
 
 def _send(connection: Connection, cipher: AddressCipher, ids: list[int], now: dt.datetime) -> None:
-    asyncio.run(
-        send_batch(
-            factory=_factory(connection),
-            gateway=SimulatorGateway(),
-            simulator=SimulatorGateway(),
-            limiter=None,
-            cipher=cipher,
-            public_url="https://faro.test",
-            message_ids=ids,
-            now=now,
-        )
-    )
+    send_now(_factory(connection), cipher, ids, now=now)
 
 
 def _queued(
@@ -322,37 +309,21 @@ def test_a_pause_stops_claimed_messages_still_waiting_for_their_rate_limit(
         redis.Redis.from_url(settings.redis_url or ""), prefix=f"faro:test-{uuid.uuid4().hex}"
     )
 
-    async def run() -> None:
-        gateway = TwilioGateway(
-            account_sid=TWILIO_SID,
-            auth_token=TWILIO_TOKEN,
-            api_url=fake_twilio.base_url,
-            timeout=2.0,
-        )
+    async def pause_soon() -> None:
+        await asyncio.sleep(1.0)
+        with factory() as session, session.begin():
+            lifecycle.pause_campaign(session, campaign.id, now=RUN_AT)
 
-        async def pause_soon() -> None:
-            await asyncio.sleep(1.0)
-            with factory() as session, session.begin():
-                lifecycle.pause_campaign(session, campaign.id, now=RUN_AT)
-
-        pausing = asyncio.create_task(pause_soon())
-        try:
-            await send_batch(
-                factory=factory,
-                gateway=gateway,
-                simulator=SimulatorGateway(),
-                limiter=limiter,
-                cipher=cipher,
-                public_url="https://faro.test",
-                message_ids=ids,
-                now=RUN_AT,
-                recheck_after=0.3,
-            )
-        finally:
-            await pausing
-            await gateway.close()
-
-    asyncio.run(run())
+    send_now(
+        factory,
+        cipher,
+        ids,
+        now=RUN_AT,
+        fake=fake_twilio,
+        limiter=limiter,
+        recheck_after=0.3,
+        alongside=pause_soon,
+    )
     statuses = _statuses(db, ids)
     sent = [s for s in statuses if s[1] is None]
     paused = [s for s in statuses if s[1] == REFUSED_PAUSED]

@@ -17,16 +17,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from campaigns.contacts.models import ConsentState, Contact
 from campaigns.crypto import AddressCipher
 from campaigns.messaging import reaper
-from campaigns.messaging.dispatch import UNCONFIRMED, DispatchReport, find_accepted, send_batch
+from campaigns.messaging.dispatch import UNCONFIRMED, DispatchReport, find_accepted
 from campaigns.messaging.models import Message, MessageStatus, Purpose, Sender
 from campaigns.messaging.outbound import queue_template, queue_text
 from campaigns.messaging.ratelimit import WHILE_CHATTING, RateLimiter
-from campaigns.messaging.twilio_gateway import SimulatorGateway, SubmitResult, TwilioGateway
+from campaigns.messaging.twilio_gateway import SubmitResult, TwilioGateway
 from campaigns.organizations.models import Organization
 from campaigns.outbox import Job, install_publisher
 from campaigns.settings import Settings
 from tests.factories import TWILIO_SID, TWILIO_TOKEN, make_contact, make_organization, make_sender
 from tests.fakes.twilio import FakeTwilio, Fault, twilio_client_for
+from tests.sending import send_now
 
 NOW = dt.datetime.now(dt.UTC)
 TEMPLATE = "HX" + "a" * 32
@@ -55,26 +56,15 @@ def _send(
     limiter: RateLimiter | None = None,
     rate_while_chatting: float = 0.0,
 ) -> DispatchReport:
-    async def run() -> DispatchReport:
-        gateway = TwilioGateway(
-            account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN, api_url=fake.base_url, timeout=2.0
-        )
-        try:
-            return await send_batch(
-                factory=factory,
-                gateway=gateway,
-                simulator=SimulatorGateway(),
-                limiter=limiter,
-                cipher=cipher,
-                public_url="https://faro.test",
-                message_ids=ids,
-                now=NOW,
-                rate_while_chatting=rate_while_chatting,
-            )
-        finally:
-            await gateway.close()
-
-    return asyncio.run(run())
+    return send_now(
+        factory,
+        cipher,
+        ids,
+        now=NOW,
+        fake=fake,
+        limiter=limiter,
+        rate_while_chatting=rate_while_chatting,
+    )
 
 
 def _world(
