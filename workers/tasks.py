@@ -7,6 +7,7 @@ claims only ``pending`` rows), so a redelivery after a crash does nothing harmfu
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib
 import os
 import threading
@@ -17,10 +18,12 @@ from typing import Any, TypeVar
 
 import redis
 from celery import Task
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from campaigns.bot_client import AssistantUnavailable, BotClient
 from campaigns.crypto import AddressCipher
-from campaigns.db import make_engine, make_sessionmaker
+from campaigns.db import make_engine, make_sessionmaker, utcnow
+from campaigns.logging import get_logger
 from campaigns.messaging import conversation, reaper
 from campaigns.messaging.dispatch import CONCURRENCY, find_accepted, send_batch
 from campaigns.messaging.ratelimit import RateLimiter
@@ -33,6 +36,8 @@ from campaigns.messaging.twilio_gateway import (
 from campaigns.outreach import engine
 from campaigns.settings import get_settings
 from workers.celery_app import app
+
+log = get_logger(__name__)
 
 _T = TypeVar("_T")
 
@@ -143,20 +148,57 @@ def _bot() -> BotClient:
     return BotClient(get_settings().rasa_url)
 
 
+# A database that went away mid-turn (a restart, a failover) is tried again after 1, 2, 4, 8,
+# 10 and 10 s (35 s in all) before the reaper's two-minute lease is the last resort.
+DATABASE_RETRIES = 6
+
+
 @app.task(name="conversation.handle", bind=True, acks_late=True, max_retries=3)
-def handle_conversation(self: Task[Any, Any], message_id: int) -> str:
-    """Answer one inbound message: the assistant, or an apology after the last retry."""
+def handle_conversation(self: Task[Any, Any], message_id: int, lease: str | None = None) -> str:
+    """Answer one inbound message: the assistant, or an apology after the last retry.
+
+    ``lease`` is set by this task's own retry after a database error (see
+    ``conversation.handle``).
+    """
     factory, limiter, cipher = _resources()
     if limiter is not None:  # campaigns yield the machines while someone waits for an answer
         with suppress(redis.RedisError):
             limiter.mark_chatting()
+    now = utcnow()
     try:
-        return conversation.handle(factory, message_id=int(message_id), bot=_bot(), cipher=cipher)
+        return conversation.handle(
+            factory,
+            message_id=int(message_id),
+            bot=_bot(),
+            cipher=cipher,
+            now=now,
+            lease=_lease_time(lease),
+        )
     except AssistantUnavailable as exc:
         if self.request.retries >= (self.max_retries or 0):
             conversation.give_up(factory, message_id=int(message_id))
             return "unavailable"
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+    except (OperationalError, InterfaceError) as exc:
+        if self.request.retries >= DATABASE_RETRIES:
+            raise  # the reaper re-publishes it once its lease is over
+        log.warning("conversation.database_unavailable", message_id=message_id)
+        raise self.retry(
+            exc=exc,
+            args=(message_id,),
+            kwargs={"lease": now.isoformat()},
+            countdown=min(10, 2**self.request.retries),
+            max_retries=DATABASE_RETRIES,
+        ) from exc
+
+
+def _lease_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:  # not one this task wrote: no lease to take over
+        return None
 
 
 def _one_at_a_time(name: str, work: Callable[[], dict[str, int]]) -> dict[str, int]:

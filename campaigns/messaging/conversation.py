@@ -12,8 +12,9 @@
 4. if Rasa answered but its action could not reach Faro, the texts Rasa returned are sent;
 5. if Rasa cannot be reached, the lease is released and ``AssistantUnavailable`` raised: the
    task retries with backoff, and after the last retry ``give_up`` sends an apology in the
-   contact's language.  The inbound message is never lost: until it is handled, the reaper
-   re-publishes it.
+   contact's language.  If the database goes away mid-turn (a restart, a failover), the task
+   retries within seconds and takes over its own lease (``lease=``).  The inbound message is
+   never lost: until it is handled, the reaper re-publishes it.
 """
 
 from __future__ import annotations
@@ -36,17 +37,16 @@ log = get_logger(__name__)
 LEASE = dt.timedelta(minutes=2)
 
 
-def _lease(session: Session, message_id: int, now: dt.datetime) -> bool:
+def _lease(
+    session: Session, message_id: int, now: dt.datetime, held: dt.datetime | None = None
+) -> bool:
+    free = or_(Message.handling_started_at.is_(None), Message.handling_started_at < now - LEASE)
+    if held is not None:  # an earlier attempt of this same task took it: take it over
+        free = or_(free, Message.handling_started_at == held)
     return (
         session.execute(
             update(Message)
-            .where(
-                Message.id == message_id,
-                Message.handled_at.is_(None),
-                or_(
-                    Message.handling_started_at.is_(None), Message.handling_started_at < now - LEASE
-                ),
-            )
+            .where(Message.id == message_id, Message.handled_at.is_(None), free)
             .values(handling_started_at=now)
             .returning(Message.id)
             .execution_options(synchronize_session=False)
@@ -72,11 +72,17 @@ def handle(
     bot: Assistant | None,
     cipher: AddressCipher,
     now: dt.datetime | None = None,
+    lease: dt.datetime | None = None,
 ) -> str:
-    """Answer one inbound message; returns what happened (for logs and tests)."""
+    """Answer one inbound message; returns what happened (for logs and tests).
+
+    ``lease``: the ``now`` of an earlier attempt of the same task that lost the database
+    mid-turn; its lease is taken over instead of waiting two minutes for it to expire (a lease
+    someone else took since has another time and is respected).
+    """
     now = now or utcnow()
     with factory() as session, session.begin():
-        if not _lease(session, message_id, now):
+        if not _lease(session, message_id, now, held=lease):
             return "already_handled"
         ctx = turns.load_context(session, message_id, now)
         if ctx is None or ctx.contact.erased:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.assistant.models import (
@@ -349,3 +349,41 @@ def test_a_reply_in_several_messages_is_sent_as_one_ordered_batch(
 def test_people_cannot_force_an_intent_with_a_slash(world: World) -> None:
     world.say("/human_handover quiero ayuda con mi visa")
     assert world.bot.calls[-1]["text"] == "human_handover quiero ayuda con mi visa"
+
+
+def test_a_retry_after_a_database_error_takes_over_its_own_lease_and_no_one_elses(
+    world: World,
+) -> None:
+    """An attempt took the lease, then lost the database before it answered.  Its own retry
+    answers at once; any other delivery of the task still waits for the lease to expire."""
+    r = signed_post(
+        world.client,
+        "/webhooks/twilio/messages",
+        twilio_form(sender=world.sender, phone=world.phone, body="hola"),
+    )
+    assert r.status_code == 200, r.text
+    [job] = [j for j in world.jobs if j.task == "conversation.handle"]
+    message_id = job.args[0]
+    took = dt.datetime.now(dt.UTC)
+    world.db.execute(
+        update(Message).where(Message.id == message_id).values(handling_started_at=took)
+    )
+    world.db.commit()
+
+    def handle(lease: dt.datetime | None) -> str:
+        return conversation.handle(
+            world.factory,
+            message_id=message_id,
+            bot=world.bot,
+            cipher=world.cipher,
+            now=took + dt.timedelta(seconds=5),
+            lease=lease,
+        )
+
+    assert handle(None) == "already_handled"
+    assert handle(took + dt.timedelta(microseconds=1)) == "already_handled"  # not its lease
+    assert world.replies() == []
+    assert handle(took) != "already_handled"
+    assert len(world.replies()) == 1
+    assert handle(took) == "already_handled"  # answered: never twice
+    assert len(world.replies()) == 1
