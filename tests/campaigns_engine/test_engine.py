@@ -30,12 +30,7 @@ from campaigns.outreach.planner import plan_run
 from campaigns.outreach.validation import ContentInput
 from campaigns.settings import Settings
 from tests.campaigns_engine.factories import SID, approved, make_campaign, make_place
-from tests.factories import (
-    make_contact,
-    make_organization,
-    make_sender,
-    make_user,
-)
+from tests.factories import make_contact, make_organization, make_sender, make_user
 from tests.fakes.twilio import FakeTwilio
 from tests.sending import send_now
 
